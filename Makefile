@@ -1,0 +1,48 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOME_DIR ?= var
+DATASET ?= synthetic
+HOST ?= 127.0.0.1
+PORT ?= 50051
+
+.PHONY: run test venv proto check lint typecheck bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch goes in first and alone: the CPU wheel lies on this disk; anything
+# else that pulls torch afterwards then finds it satisfied.
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The one command that regenerates the gRPC code; never edit its output.
+proto: venv
+	$(BIN)/python -m grpc_tools.protoc -Iserver/proto=protos \
+	  --python_out=. --pyi_out=. --grpc_python_out=. protos/shoprank/v1/ranking.proto
+
+run: venv
+	$(BIN)/shoprank pipeline --dataset $(DATASET) --home $(HOME_DIR)
+	$(BIN)/shoprank serve --home $(HOME_DIR) --host $(HOST) --port $(PORT)
+
+test: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q -ra
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: venv
+	$(BIN)/python bench/serve.py
+
+clean:
+	rm -rf $(HOME_DIR) .pytest_cache .mypy_cache .ruff_cache

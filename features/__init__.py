@@ -1,0 +1,1 @@
+"""Data sets, feature engineering and the Feast feature repo of shoprank."""

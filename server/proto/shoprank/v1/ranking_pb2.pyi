@@ -1,0 +1,72 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RankRequest(_message.Message):
+    __slots__ = ("user_id", "candidate_item_ids", "top_k", "query", "explain", "page_size")
+    USER_ID_FIELD_NUMBER: _ClassVar[int]
+    CANDIDATE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    TOP_K_FIELD_NUMBER: _ClassVar[int]
+    QUERY_FIELD_NUMBER: _ClassVar[int]
+    EXPLAIN_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    user_id: str
+    candidate_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    top_k: int
+    query: str
+    explain: bool
+    page_size: int
+    def __init__(self, user_id: _Optional[str] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., query: _Optional[str] = ..., explain: _Optional[bool] = ..., page_size: _Optional[int] = ...) -> None: ...
+
+class RankResponse(_message.Message):
+    __slots__ = ("items", "model_version")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[RankedItem]
+    model_version: str
+    def __init__(self, items: _Optional[_Iterable[_Union[RankedItem, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+
+class RankedItem(_message.Message):
+    __slots__ = ("item_id", "rank", "score", "parts")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    RANK_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PARTS_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    rank: int
+    score: float
+    parts: ScoreParts
+    def __init__(self, item_id: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., parts: _Optional[_Union[ScoreParts, _Mapping]] = ...) -> None: ...
+
+class ScoreParts(_message.Message):
+    __slots__ = ("similarity", "bias", "model_score", "heuristic_score", "user_feature_age_seconds", "item_feature_age_seconds", "flags")
+    class Flag(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        FLAG_UNSPECIFIED: _ClassVar[ScoreParts.Flag]
+        COLD_START_USER: _ClassVar[ScoreParts.Flag]
+        UNKNOWN_ITEM: _ClassVar[ScoreParts.Flag]
+        HEURISTIC: _ClassVar[ScoreParts.Flag]
+    FLAG_UNSPECIFIED: ScoreParts.Flag
+    COLD_START_USER: ScoreParts.Flag
+    UNKNOWN_ITEM: ScoreParts.Flag
+    HEURISTIC: ScoreParts.Flag
+    SIMILARITY_FIELD_NUMBER: _ClassVar[int]
+    BIAS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_SCORE_FIELD_NUMBER: _ClassVar[int]
+    HEURISTIC_SCORE_FIELD_NUMBER: _ClassVar[int]
+    USER_FEATURE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ITEM_FEATURE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    similarity: float
+    bias: float
+    model_score: float
+    heuristic_score: float
+    user_feature_age_seconds: float
+    item_feature_age_seconds: float
+    flags: _containers.RepeatedScalarFieldContainer[ScoreParts.Flag]
+    def __init__(self, similarity: _Optional[float] = ..., bias: _Optional[float] = ..., model_score: _Optional[float] = ..., heuristic_score: _Optional[float] = ..., user_feature_age_seconds: _Optional[float] = ..., item_feature_age_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ...) -> None: ...
