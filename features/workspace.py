@@ -51,11 +51,11 @@ class Workspace:
 
     @property
     def user_features_path(self) -> Path:
-        return self.offline_dir / "user_features.parquet"
+        return self.offline_dir / "user_features"
 
     @property
     def item_features_path(self) -> Path:
-        return self.offline_dir / "item_features.parquet"
+        return self.offline_dir / "item_features"
 
     @property
     def vocabulary_path(self) -> Path:

@@ -1,0 +1,139 @@
+"""The method's feature formulas, as pure numpy over integer-indexed events.
+
+- item vector: the one-hot of an item's attribute tokens, token j weighted by
+  ``1/|D_j|`` (D_j: the items carrying j), L2-normalised;
+- user vector: ``sum_i w_i * behaviour_i``, the vectors of the items the user
+  interacted with, each weighted by its event type (``EVENT_WEIGHTS``) and by
+  the item's inverse user frequency ``1/|C_i|`` (C_i: the users who
+  interacted with item i), L2-normalised;
+- item_bias: smoothed log-popularity ``log(2 + |C_i|) / log(2 + max_i |C_i|)``,
+  in (0, 1], so an item nobody touched still gets a small positive bias;
+- item_conversion: conversions per interacting user, shrunk towards the
+  global rate with ``CONVERSION_PRIOR`` pseudo-users (Bayesian average);
+- user_bias: the user's propensity to convert, conversions over events,
+  shrunk towards the global rate with ``CONVERSION_PRIOR`` pseudo-events;
+- user_activity: ``log1p(number of events)``.
+
+All statistics come from the events given, which callers restrict to those
+strictly before the feature timestamp: no leakage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+
+from features.schema import split_attributes
+
+CONVERSION_PRIOR = 10.0
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    tokens: tuple[str, ...]
+
+    @classmethod
+    def from_attributes(cls, attributes: list[str]) -> Vocabulary:
+        return cls(tuple(sorted({t for a in attributes for t in split_attributes(a)})))
+
+    def index(self) -> dict[str, int]:
+        return {token: j for j, token in enumerate(self.tokens)}
+
+    def __len__(self) -> int:
+        return len(self.tokens)
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Events as integer indexes: who did what to which item, with what weight."""
+
+    user: np.ndarray  # int64 index into the user table
+    item: np.ndarray  # int64 index into the catalog
+    weight: np.ndarray  # float64 event-type weight
+    converted: np.ndarray  # bool: the event is a conversion
+    n_users: int
+    n_items: int
+
+
+@dataclass(frozen=True)
+class UserFeatures:
+    vector: np.ndarray  # float32 [n_users, D]
+    bias: np.ndarray  # float32 [n_users]
+    activity: np.ndarray  # float32 [n_users]
+    active: np.ndarray  # bool [n_users]: has at least one event
+
+
+@dataclass(frozen=True)
+class ItemStats:
+    bias: np.ndarray  # float32 [n_items]
+    conversion: np.ndarray  # float32 [n_items]
+
+
+def l2_normalise(matrix: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm; zero rows stay zero."""
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+
+
+def item_vectors(attributes: list[str], vocabulary: Vocabulary) -> np.ndarray:
+    index = vocabulary.index()
+    rows: list[int] = []
+    cols: list[int] = []
+    for i, attribute in enumerate(attributes):
+        for token in set(split_attributes(attribute)):
+            j = index.get(token)
+            if j is not None:
+                rows.append(i)
+                cols.append(j)
+    onehot = sp.csr_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(len(attributes), len(vocabulary))
+    )
+    carriers = np.asarray(onehot.sum(axis=0)).ravel()
+    inverse = np.divide(1.0, carriers, out=np.zeros_like(carriers), where=carriers > 0)
+    weighted = onehot.multiply(inverse[np.newaxis, :]).toarray()
+    return l2_normalise(weighted).astype(np.float32)
+
+
+def _pair_matrix(events: Interactions, values: np.ndarray) -> sp.csr_matrix:
+    return sp.csr_matrix(
+        (values, (events.user, events.item)), shape=(events.n_users, events.n_items)
+    )
+
+
+def users_per_item(events: Interactions) -> np.ndarray:
+    """|C_i|: how many distinct users interacted with each item."""
+    touched = _pair_matrix(events, np.ones(events.user.size))
+    touched.data[:] = 1.0  # duplicates were summed; a user counts once
+    return np.asarray(touched.sum(axis=0)).ravel()
+
+
+def user_features(events: Interactions, vectors: np.ndarray) -> UserFeatures:
+    counts = users_per_item(events)
+    inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
+    weights = _pair_matrix(events, events.weight).multiply(inverse[np.newaxis, :])
+    vector = l2_normalise(np.asarray(sp.csr_matrix(weights) @ vectors.astype(np.float64)))
+    n_events = np.bincount(events.user, minlength=events.n_users).astype(np.float64)
+    n_conv = np.bincount(
+        events.user, weights=events.converted.astype(np.float64), minlength=events.n_users
+    )
+    rate = float(n_conv.sum() / n_events.sum()) if n_events.sum() else 0.0
+    bias = (n_conv + CONVERSION_PRIOR * rate) / (n_events + CONVERSION_PRIOR)
+    return UserFeatures(
+        vector=vector.astype(np.float32),
+        bias=bias.astype(np.float32),
+        activity=np.log1p(n_events).astype(np.float32),
+        active=n_events > 0,
+    )
+
+
+def item_stats(events: Interactions) -> ItemStats:
+    counts = users_per_item(events)
+    bias = np.log(2.0 + counts) / np.log(2.0 + (counts.max() if counts.size else 0.0))
+    converting = _pair_matrix(events, events.converted.astype(np.float64))
+    converting.data[:] = np.minimum(converting.data, 1.0)
+    conversions = np.asarray(converting.sum(axis=0)).ravel()
+    rate = float(conversions.sum() / counts.sum()) if counts.sum() else 0.0
+    conversion = (conversions + CONVERSION_PRIOR * rate) / (counts + CONVERSION_PRIOR)
+    return ItemStats(bias=bias.astype(np.float32), conversion=conversion.astype(np.float32))

@@ -1,0 +1,62 @@
+"""shoprank's Feast definitions. `feast apply` imports every .py here: definitions only."""
+
+from datetime import timedelta
+
+from feast import Entity, FeatureService, FeatureView, Field, FileSource
+from feast.data_format import ParquetFormat
+from feast.types import Array, Float32
+from feast.value_type import ValueType
+
+# Feature rows never expire: a snapshot stays the latest until the next lands.
+NO_EXPIRY = timedelta(days=0)
+
+# The shopper the ranking is for; MovieLens UserID, household_id or user_000042.
+user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
+
+# A catalog item; movie title, product_id or item_000042.
+item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
+
+# One parquet file per snapshot; paths are relative to this repo folder.
+user_source = FileSource(
+    name="user_features_source",
+    path="offline/user_features/*.parquet",
+    file_format=ParquetFormat(),
+    timestamp_field="event_timestamp",
+)
+
+item_source = FileSource(
+    name="item_features_source",
+    path="offline/item_features/*.parquet",
+    file_format=ParquetFormat(),
+    timestamp_field="event_timestamp",
+)
+
+# Interest vector (inverse-frequency weighted item vectors), bias, activity.
+user_features = FeatureView(
+    name="user_features",
+    entities=[user],
+    ttl=NO_EXPIRY,
+    schema=[
+        Field(name="user_vector", dtype=Array(Float32)),
+        Field(name="user_bias", dtype=Float32),
+        Field(name="user_activity", dtype=Float32),
+    ],
+    source=user_source,
+)
+
+# Attribute vector, smoothed popularity bias, conversion rate, scaled price.
+item_features = FeatureView(
+    name="item_features",
+    entities=[item],
+    ttl=NO_EXPIRY,
+    schema=[
+        Field(name="item_vector", dtype=Array(Float32)),
+        Field(name="item_bias", dtype=Float32),
+        Field(name="item_conversion", dtype=Float32),
+        Field(name="item_price", dtype=Float32),
+    ],
+    source=item_source,
+)
+
+# What ranker v1 consumes; a model records this name and is checked against it.
+ranker_v1 = FeatureService(name="ranker_v1", features=[user_features, item_features])

@@ -1,0 +1,1 @@
+"""shoprank's gRPC ranking server, its client and the command line."""

@@ -1,0 +1,179 @@
+"""What each `shoprank` command does. Heavy imports happen inside the command
+that needs them, so `shoprank rank` does not pay for torch or Feast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from features.workspace import Workspace
+from server.config import Settings
+
+DATASETS = ("synthetic", "complete-journey", "movielens-1m")
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO date or time; naive values are UTC."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def prepare_data(dataset: str, workspace: Workspace, args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    if dataset == "synthetic":
+        from features.synthetic import SyntheticSpec, prepare
+
+        spec = SyntheticSpec(users=args.users, items=args.items, days=args.days, seed=args.seed)
+        manifest = prepare(workspace, spec)
+    elif dataset == "movielens-1m":
+        from features import movielens
+
+        manifest = movielens.prepare(workspace)
+    else:
+        from features import complete_journey
+
+        manifest = complete_journey.prepare(workspace)
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(manifest.counts.items()))
+    say(f"data {dataset}: {counts} in {time.perf_counter() - started:.1f}s -> {workspace.data_dir}")
+
+
+def cmd_data(settings: Settings, args: argparse.Namespace) -> None:
+    prepare_data(args.dataset, Workspace(settings.home), args)
+
+
+def cmd_features(settings: Settings, args: argparse.Namespace) -> None:
+    from features import store
+    from features.offline import build_offline_tables, snapshot_times
+
+    workspace = Workspace(settings.home)
+    if args.action == "apply":
+        say(f"applied {', '.join(store.apply(workspace))} -> {workspace.repo_dir}")
+    elif args.action == "backfill":
+        times = None
+        if args.start or args.end:
+            if not (args.start and args.end):
+                raise ValueError("backfill needs both --start and --end, or neither")
+            times = snapshot_times(parse_time(args.start), parse_time(args.end), limit=10_000)
+        counts = build_offline_tables(workspace, times)
+        say(f"backfill: {counts} -> {workspace.offline_dir}")
+    else:
+        start = parse_time(args.start) if args.start else None
+        end = parse_time(args.end) if args.end else None
+        counts = store.materialize(workspace, start, end)
+        for view, rows in counts.items():
+            say(f"materialized {view}: {rows} entities")
+
+
+def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
+    from training.train import TrainConfig, train
+
+    result = train(Workspace(settings.home), TrainConfig(epochs=args.epochs), say)
+    say(f"model {result.version} is current\n{result.table}")
+
+
+def cmd_models(settings: Settings, args: argparse.Namespace) -> None:
+    from training.registry import versions
+
+    workspace = Workspace(settings.home)
+    found = versions(workspace.models_dir)
+    if not found:
+        say(f"no models in {workspace.models_dir}; run `shoprank train`")
+        return
+    say(f"{'':2}{'version':<8} {'trained_at':<26} {'ndcg@10':>8} {'hr@10':>7} {'auc':>7}")
+    for model in found:
+        metrics = model.metadata.get("metrics", {}).get("ranker", {})
+        say(
+            f"{'*' if model.current else ' '} {model.version:<8} "
+            f"{model.metadata.get('trained_at', '?'):<26} {metrics.get('ndcg@10', 0):>8.4f} "
+            f"{metrics.get('hr@10', 0):>7.4f} {metrics.get('auc', 0):>7.4f}"
+        )
+
+
+def timed(name: str, step: Callable[[], Any], timings: dict[str, float]) -> None:
+    say(f"== {name}")
+    started = time.perf_counter()
+    step()
+    timings[name] = time.perf_counter() - started
+
+
+def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> None:
+    from features import store
+    from features.offline import build_offline_tables
+    from training.train import TrainConfig, train
+
+    workspace = Workspace(settings.home)
+    timings: dict[str, float] = {}
+    timed("data", lambda: prepare_data(args.dataset, workspace, args), timings)
+    timed("features apply", lambda: store.apply(workspace), timings)
+    timed("features backfill", lambda: say(str(build_offline_tables(workspace))), timings)
+    timed("features materialize", lambda: say(str(store.materialize(workspace))), timings)
+    timed("train", lambda: say(train(workspace, TrainConfig(), say).table), timings)
+    write_example(workspace)
+    say("== stage wall times")
+    for name, seconds in timings.items():
+        say(f"{name:<22} {seconds:>7.1f}s")
+
+
+def write_example(workspace: Workspace) -> None:
+    """A user with held-out positives and some other items, for `shoprank rank`."""
+    import pyarrow.parquet as pq
+
+    heldout = pq.read_table(workspace.heldout_path, columns=["user_id", "item_id"]).to_pylist()
+    catalog = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_pylist()
+    user = heldout[0]["user_id"] if heldout else "unknown-user"
+    mine = [row["item_id"] for row in heldout if row["user_id"] == user][:3]
+    others = [item for item in catalog[:: max(1, len(catalog) // 12)] if item not in mine]
+    body = {"user": user, "candidates": list(dict.fromkeys(mine + others))[:12]}
+    workspace.example_path.write_text(json.dumps(body, indent=2))
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    import asyncio
+    import logging
+
+    from server.app import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    asyncio.run(serve(settings, on_ready=lambda port: announce(settings, port)))
+
+
+def announce(settings: Settings, port: int) -> None:
+    say(f"shoprank serving on {settings.host}:{port} (home {settings.home}); Ctrl-C stops")
+    example = Workspace(settings.home).example_path
+    if example.exists():
+        body = json.loads(example.read_text())
+        program = Path(sys.argv[0])
+        if program.is_absolute() and program.is_relative_to(Path.cwd()):
+            program = program.relative_to(Path.cwd())
+        say(
+            f"try: {program} rank --server {settings.host}:{port} --user '{body['user']}' "
+            f"--candidates '{','.join(body['candidates'])}' --top-k 5 --explain"
+        )
+
+
+def cmd_rank(settings: Settings, args: argparse.Namespace) -> None:
+    import grpc
+
+    from server.client import print_ranking, rank
+    from server.proto.shoprank.v1 import ranking_pb2 as pb
+
+    request = pb.RankRequest(
+        user_id=args.user,
+        candidate_item_ids=[c for c in args.candidates.split(",") if c],
+        top_k=args.top_k,
+        explain=args.explain,
+        page_size=args.page_size,
+        query=args.query or "",
+    )
+    with grpc.insecure_channel(args.server) as channel:
+        print_ranking(rank(channel, request, args.timeout), args.explain, sys.stdout)

@@ -1,0 +1,78 @@
+"""Proto <-> domain: request validation, and the ranking as pages of messages."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from server.config import Settings
+from server.errors import InvalidRequest
+from server.pipeline import Ranking, RankQuery, distinct
+from server.proto.shoprank.v1 import ranking_pb2 as pb
+
+Flag = pb.ScoreParts.Flag
+
+
+def to_query(request: pb.RankRequest, settings: Settings) -> RankQuery:
+    """A valid query, or InvalidRequest naming the field and the limit."""
+    limit = settings.max_id_length
+    if not request.user_id:
+        raise InvalidRequest("user_id is required")
+    if len(request.user_id) > limit:
+        raise InvalidRequest(f"user_id is {len(request.user_id)} characters; the limit is {limit}")
+    if not request.candidate_item_ids:
+        raise InvalidRequest("candidate_item_ids is empty; send at least one item to rank")
+    count = len(request.candidate_item_ids)
+    if count > settings.max_candidates:
+        raise InvalidRequest(
+            f"{count} candidate_item_ids; the limit is {settings.max_candidates} per request"
+        )
+    for position, item_id in enumerate(request.candidate_item_ids):
+        if not item_id:
+            raise InvalidRequest(f"candidate_item_ids[{position}] is empty")
+        if len(item_id) > limit:
+            raise InvalidRequest(
+                f"candidate_item_ids[{position}] is {len(item_id)} characters; the limit is {limit}"
+            )
+    return RankQuery(
+        user_id=request.user_id,
+        candidates=distinct(list(request.candidate_item_ids)),
+        top_k=request.top_k,
+        explain=request.explain,
+    )
+
+
+def _flags(ranking: Ranking, i: int) -> list[int]:
+    flags = []
+    if ranking.cold_start:
+        flags.append(Flag.COLD_START_USER)
+    if ranking.unknown_item[i]:
+        flags.append(Flag.UNKNOWN_ITEM)
+    if ranking.model_version == "heuristic" and not ranking.cold_start:
+        flags.append(Flag.HEURISTIC)
+    return flags
+
+
+def _parts(ranking: Ranking, i: int) -> pb.ScoreParts:
+    return pb.ScoreParts(
+        similarity=float(ranking.similarity[i]),
+        bias=float(ranking.bias[i]),
+        model_score=float(ranking.model_score[i]),
+        heuristic_score=float(ranking.heuristic[i]),
+        user_feature_age_seconds=ranking.user_age,
+        item_feature_age_seconds=float(ranking.item_age[i]),
+        flags=_flags(ranking, i),
+    )
+
+
+def to_pages(ranking: Ranking, page_size: int, explain: bool) -> Iterator[pb.RankResponse]:
+    """Consecutive pages of at most page_size items; the first names the model."""
+    scores = ranking.scores.tolist()
+    total = len(ranking.item_ids)
+    for start in range(0, max(total, 1), page_size):
+        end = min(start + page_size, total)
+        page = pb.RankResponse(model_version=ranking.model_version if start == 0 else "")
+        for i in range(start, end):
+            item = page.items.add(item_id=ranking.item_ids[i], rank=i + 1, score=scores[i])
+            if explain:
+                item.parts.CopyFrom(_parts(ranking, i))
+        yield page

@@ -1,0 +1,33 @@
+"""The features of one request, as arrays: what the fetch gives the scorer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class UserRow:
+    """One user's features; a user the store does not know has known=False and zeros."""
+
+    vector: np.ndarray  # float32 [D]
+    bias: float
+    activity: float
+    known: bool
+    timestamp: float  # epoch seconds of the feature row; 0 when unknown
+
+
+@dataclass(frozen=True)
+class ItemRows:
+    """Candidates' features, one row per candidate; unknown items are zero rows."""
+
+    vectors: np.ndarray  # float32 [n, D]
+    bias: np.ndarray  # float32 [n]
+    conversion: np.ndarray  # float32 [n]
+    price: np.ndarray  # float32 [n]
+    known: np.ndarray  # bool [n]
+    timestamp: np.ndarray  # float64 [n] epoch seconds; 0 when unknown
+
+    def __len__(self) -> int:
+        return int(self.known.shape[0])

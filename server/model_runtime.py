@@ -1,0 +1,103 @@
+"""The ONNX ranker at serving time: load, check against Feast, score."""
+
+from __future__ import annotations
+
+from collections.abc import Set
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from server.errors import FeatureSchemaMismatch, StartupError
+from server.model_inputs import FEAST_FEATURES, input_columns
+from training import registry
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    version: str
+    feature_service: str
+    feast_features: tuple[str, ...]
+    vector_dim: int
+    input_name: str
+    output_name: str
+
+
+def check_wiring(info: ModelInfo, service_refs: Set[str]) -> None:
+    """The model's recorded inputs must be exactly what the FeatureService serves."""
+    recorded = set(info.feast_features)
+    missing = sorted(recorded - service_refs)
+    extra = sorted(service_refs - recorded)
+    if missing or extra:
+        raise StartupError(
+            f"model {info.version} does not match FeatureService {info.feature_service!r}: "
+            f"the model needs {missing or 'nothing more'}, the service also serves "
+            f"{extra or 'nothing more'}; retrain, or apply the matching feature repo"
+        )
+    if recorded != set(FEAST_FEATURES):
+        raise StartupError(
+            f"model {info.version} was trained on features {sorted(recorded)}, but this "
+            f"server assembles {sorted(FEAST_FEATURES)}; deploy a matching server version"
+        )
+
+
+def _info(version: str, metadata: dict[str, Any]) -> ModelInfo:
+    try:
+        info = ModelInfo(
+            version=version,
+            feature_service=metadata["feature_service"],
+            feast_features=tuple(metadata["feast_features"]),
+            vector_dim=int(metadata["vector_dim"]),
+            input_name=metadata["input_name"],
+            output_name=metadata["output_name"],
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise StartupError(f"model {version} metadata is incomplete: {error!r}") from None
+    if metadata.get("input_columns") != input_columns(info.vector_dim):
+        raise StartupError(f"model {version} expects other input columns than this server builds")
+    return info
+
+
+class OnnxRanker:
+    """One ONNX Runtime session, scoring all candidates of a request in one call."""
+
+    def __init__(self, info: ModelInfo, session: Any) -> None:
+        self.info = info
+        self._session = session
+
+    @classmethod
+    def load(cls, models_dir: Path, version: str | None, threads: int) -> OnnxRanker:
+        import onnxruntime as ort
+
+        try:
+            model = registry.load(models_dir, version) if version else None
+        except (OSError, ValueError) as error:
+            raise StartupError(f"cannot read model {version} in {models_dir}: {error}") from None
+        if model is None:
+            raise StartupError(f"no current model in {models_dir}")
+        info = _info(model.version, model.metadata)
+        options = ort.SessionOptions()
+        # Requests are small and concurrent: parallelism comes from requests,
+        # not from splitting a 100-row matmul across cores.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(
+                str(model.model_path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as error:
+            raise StartupError(f"model {model.version} cannot be loaded: {error}") from None
+        return cls(info, session)
+
+    def score(self, features: np.ndarray) -> np.ndarray:
+        expected = len(input_columns(self.info.vector_dim))
+        if features.shape[1] != expected:
+            raise FeatureSchemaMismatch(
+                f"served features make {features.shape[1]} model inputs, model "
+                f"{self.info.version} takes {expected}; re-materialize or retrain"
+            )
+        (scores,) = self._session.run([self.info.output_name], {self.info.input_name: features})
+        return np.asarray(scores, dtype=np.float32).reshape(-1)

@@ -1,0 +1,139 @@
+"""One ranking, start to end: fetch -> similarity, bias -> model -> top-k.
+
+Rules every caller can rely on (the proto documents them too):
+- duplicates in the candidates are ranked once, at their first occurrence;
+- an unknown user is ranked cold-start by item bias, flagged COLD_START_USER;
+- unknown items are never dropped: they rank after every known item, in
+  request order, with score 0, flagged UNKNOWN_ITEM;
+- with no model loaded, the score is the heuristic similarity x bias.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from server.errors import FeatureSchemaMismatch
+from server.feature_rows import ItemRows, UserRow
+from server.model_inputs import assemble
+from server.scoring import combined_bias, cosine_similarity, heuristic_score, top_k
+
+HEURISTIC_VERSION = "heuristic"
+
+
+class FeatureSource(Protocol):
+    def user(self, user_id: str) -> UserRow: ...
+
+    def items(self, item_ids: list[str]) -> ItemRows: ...
+
+
+class Scorer(Protocol):
+    def score(self, features: np.ndarray) -> np.ndarray: ...
+
+
+@dataclass(frozen=True)
+class RankQuery:
+    user_id: str
+    candidates: list[str]  # distinct, in request order
+    top_k: int  # 0 = all
+    explain: bool
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The top-k, best first, as parallel arrays."""
+
+    item_ids: list[str]
+    scores: np.ndarray
+    similarity: np.ndarray
+    bias: np.ndarray
+    model_score: np.ndarray
+    heuristic: np.ndarray
+    item_age: np.ndarray  # seconds; -1 for unknown items
+    unknown_item: np.ndarray  # bool
+    cold_start: bool
+    user_age: float  # seconds; -1 for an unknown user
+    model_version: str
+    timings: dict[str, float]
+
+
+def distinct(ids: list[str]) -> list[str]:
+    """First occurrences, in order."""
+    return list(dict.fromkeys(ids))
+
+
+class RankingPipeline:
+    def __init__(self, features: FeatureSource, model: Scorer | None, version: str) -> None:
+        self._features = features
+        self._model = model
+        self._version = version if model is not None else HEURISTIC_VERSION
+
+    @property
+    def version(self) -> str:
+        return self._version
+
+    def rank(self, query: RankQuery) -> Ranking:
+        started = time.perf_counter()
+        user = self._features.user(query.user_id)
+        items = self._features.items(query.candidates)
+        fetched = time.perf_counter()
+        similarity, bias, heuristic = self._parts(user, items)
+        model_score = np.zeros(len(items), dtype=np.float32)
+        if user.known and self._model is not None and items.known.any():
+            model_score = self._model.score(self._inputs(user, items, similarity, bias))
+        scored = time.perf_counter()
+        if not user.known:
+            scores = bias
+        elif self._model is None:
+            scores = heuristic
+        else:
+            scores = model_score
+        # Scores are in [0, 1]; -1 sends unknown items after every known one.
+        order = top_k(np.where(items.known, scores, -1.0).astype(np.float32), query.top_k)
+        now = time.time()
+        item_age = np.where(items.known, now - items.timestamp, -1.0)
+        return Ranking(
+            item_ids=[query.candidates[i] for i in order],
+            scores=np.where(items.known, scores, 0.0).astype(np.float32)[order],
+            similarity=similarity[order],
+            bias=bias[order],
+            model_score=model_score[order],
+            heuristic=heuristic[order],
+            item_age=item_age[order],
+            unknown_item=~items.known[order],
+            cold_start=not user.known,
+            user_age=now - user.timestamp if user.known else -1.0,
+            model_version=self._version,
+            timings={
+                "fetch": fetched - started,
+                "score": scored - fetched,
+                "rank": time.perf_counter() - scored,
+            },
+        )
+
+    @staticmethod
+    def _parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not user.known:
+            zeros = np.zeros(len(items), dtype=np.float32)
+            return zeros, items.bias.copy(), zeros
+        if items.known.any() and items.vectors.shape[1] != user.vector.shape[0]:
+            raise FeatureSchemaMismatch(
+                f"user vectors have {user.vector.shape[0]} dimensions, item vectors "
+                f"{items.vectors.shape[1]}; re-run `shoprank features materialize`"
+            )
+        vectors = items.vectors if items.known.any() else np.zeros((len(items), user.vector.size))
+        similarity = cosine_similarity(user.vector, vectors.astype(np.float32))
+        bias = combined_bias(user.bias, items.bias)
+        return similarity, bias, heuristic_score(similarity, bias)
+
+    @staticmethod
+    def _inputs(
+        user: UserRow, items: ItemRows, similarity: np.ndarray, bias: np.ndarray
+    ) -> np.ndarray:
+        return assemble(
+            similarity, bias, user.vector, user.bias, user.activity,
+            items.vectors, items.bias, items.conversion, items.price,
+        )

@@ -1,0 +1,69 @@
+"""The Ranker servicer: a thin adapter between gRPC and the ranking pipeline."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from concurrent.futures import Executor
+
+import grpc
+
+from server.config import Settings
+from server.convert import to_pages, to_query
+from server.errors import DeadlineExceeded, Overloaded, status_for
+from server.metrics import Metrics
+from server.pipeline import RankingPipeline
+from server.proto.shoprank.v1 import ranking_pb2 as pb
+from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
+
+
+def _check_deadline(context: grpc.aio.ServicerContext, stage: str) -> None:
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        raise DeadlineExceeded(f"the call's deadline passed {stage}; allow more time or fewer candidates")
+
+
+class RankerServicer(pb_grpc.RankerServicer):
+    def __init__(
+        self, pipeline: RankingPipeline, settings: Settings, executor: Executor, metrics: Metrics
+    ) -> None:
+        self._pipeline = pipeline
+        self._settings = settings
+        self._executor = executor
+        self._metrics = metrics
+        self._in_flight = 0
+
+    async def Rank(
+        self, request: pb.RankRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.RankResponse]:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        self._in_flight += 1
+        self._metrics.in_flight.inc()
+        try:
+            if self._in_flight > self._settings.max_in_flight:
+                raise Overloaded(
+                    f"server is at its limit of {self._settings.max_in_flight} concurrent "
+                    "rankings; retry with backoff"
+                )
+            query = to_query(request, self._settings)
+            self._metrics.candidates.observe(len(request.candidate_item_ids))
+            _check_deadline(context, "before ranking started")
+            loop = asyncio.get_running_loop()
+            ranking = await loop.run_in_executor(self._executor, self._pipeline.rank, query)
+            _check_deadline(context, "while ranking")
+            serialise_started = time.perf_counter()
+            page_size = request.page_size or self._settings.default_page_size
+            for page in to_pages(ranking, page_size, request.explain):
+                yield page
+            ranking.timings["serialise"] = time.perf_counter() - serialise_started
+            ranking.timings["total"] = time.perf_counter() - started
+            self._metrics.observe_stages(ranking.timings)
+        except Exception as error:
+            code, message = status_for(error)
+            await context.abort(code, message)
+        finally:
+            self._in_flight -= 1
+            self._metrics.in_flight.dec()
+            self._metrics.requests.labels(code.name).inc()

@@ -1,0 +1,126 @@
+"""Point-in-time training sets from Feast.
+
+Positives are the first cart, purchase or rating of each (user, item) pair
+in the training events; each gets `negatives` items drawn uniformly from the
+catalog at the same timestamp. Feast's get_historical_features then joins
+each row to the latest feature snapshot at or before its event, so no
+example sees features computed from its own future.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from features.schema import POSITIVE_EVENTS
+from features.store import FEATURE_SERVICE, open_store
+from features.workspace import Workspace
+from server.model_inputs import assemble
+from server.scoring import combined_bias, rowwise_cosine
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    features: np.ndarray  # float32 [n, F]
+    labels: np.ndarray  # float32 [n]
+    users: np.ndarray  # object [n], for grouping in evaluation
+
+
+def entity_rows(workspace: Workspace, negatives: int, seed: int) -> pd.DataFrame:
+    """(user_id, item_id, event_timestamp, label) rows to join features onto."""
+    events = pq.read_table(workspace.events_path, columns=["user_id", "item_id", "event_type", "ts"])
+    events = events.filter(pc.is_in(events["event_type"], pa.array(sorted(POSITIVE_EVENTS))))
+    positives = (
+        events.to_pandas()
+        .sort_values("ts", kind="stable")
+        .drop_duplicates(["user_id", "item_id"], keep="first")
+    )
+    first_snapshot = pc.min(
+        pq.read_table(workspace.user_features_path, columns=["event_timestamp"])[0]
+    ).as_py()
+    positives = positives[positives["ts"] >= first_snapshot]
+    catalog = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_numpy()
+    rng = np.random.default_rng(seed)
+    n = len(positives)
+    sampled = catalog[rng.integers(0, catalog.size, size=n * negatives)]
+    negative_rows = pd.DataFrame(
+        {
+            "user_id": np.repeat(positives["user_id"].to_numpy(), negatives),
+            "item_id": sampled,
+            "event_timestamp": np.repeat(positives["ts"].to_numpy(), negatives),
+            "label": 0.0,
+        }
+    )
+    negative_rows = negative_rows[
+        negative_rows["item_id"].to_numpy() != np.repeat(positives["item_id"].to_numpy(), negatives)
+    ]
+    positive_rows = pd.DataFrame(
+        {
+            "user_id": positives["user_id"].to_numpy(),
+            "item_id": positives["item_id"].to_numpy(),
+            "event_timestamp": positives["ts"].to_numpy(),
+            "label": 1.0,
+        }
+    )
+    return _unique_timestamps(pd.concat([positive_rows, negative_rows], ignore_index=True))
+
+
+def _unique_timestamps(rows: pd.DataFrame) -> pd.DataFrame:
+    """Shift rows sharing (user, timestamp) back by 1 us each.
+
+    Feast's file offline store de-duplicates on each view's join keys plus the
+    timestamp, so a positive and its negatives at one instant would collapse
+    to one row. Shifting back, never forward, cannot reach a later snapshot.
+    """
+    rank = rows.groupby(["user_id", "event_timestamp"], sort=False).cumcount()
+    rows["event_timestamp"] = rows["event_timestamp"] - pd.to_timedelta(rank, unit="us")
+    return rows
+
+
+def historical_features(store: FeatureStore, rows: pd.DataFrame) -> pd.DataFrame:
+    service = store.get_feature_service(FEATURE_SERVICE)
+    job = store.get_historical_features(entity_df=rows, features=service)
+    frame: pd.DataFrame = job.to_df()
+    return frame
+
+
+def to_training_set(frame: pd.DataFrame) -> TrainingSet:
+    """Feature matrix via the serving path's own assembly.
+
+    Rows whose user had no snapshot yet are dropped (Feast's file store drops
+    most of them itself): the server never runs the model for a user without
+    features, since cold start ranks by bias.
+    """
+    frame = frame[frame["user_vector"].notna() & frame["item_vector"].notna()]
+    frame = frame.sort_values(["event_timestamp", "user_id", "item_id"], kind="stable")
+    users = np.stack(frame["user_vector"].to_numpy()).astype(np.float32)
+    items = np.stack(frame["item_vector"].to_numpy()).astype(np.float32)
+    user_bias = frame["user_bias"].to_numpy(np.float32)
+    item_bias = frame["item_bias"].to_numpy(np.float32)
+    similarity = rowwise_cosine(users, items)
+    features = assemble(
+        similarity=similarity,
+        bias=combined_bias(user_bias, item_bias),
+        user_vector=users,
+        user_bias=user_bias,
+        user_activity=frame["user_activity"].to_numpy(np.float32),
+        item_vectors=items,
+        item_bias=item_bias,
+        item_conversion=frame["item_conversion"].to_numpy(np.float32),
+        item_price=frame["item_price"].to_numpy(np.float32),
+    )
+    return TrainingSet(features, frame["label"].to_numpy(np.float32), frame["user_id"].to_numpy())
+
+
+def build(workspace: Workspace, negatives: int = 4, seed: int = 0) -> TrainingSet:
+    rows = entity_rows(workspace, negatives, seed)
+    return to_training_set(historical_features(open_store(workspace), rows))

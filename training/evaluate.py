@@ -1,0 +1,138 @@
+"""Offline evaluation on the held-out interactions, against the baselines.
+
+Each held-out user's positives are ranked among `negatives` items sampled
+(seeded) from those the user never touched, using the features of the newest
+snapshot, which is computed from training events only. Candidates are
+shuffled, so ties cannot favour the positives.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.schema import POSITIVE_EVENTS
+from features.workspace import Workspace
+from server.model_inputs import assemble
+from server.scoring import combined_bias, heuristic_score, rowwise_cosine
+from training.metrics import auc, hit_rate, ndcg, ranked_relevance
+
+K = 10
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    offsets: np.ndarray  # int64 [G + 1]: group g is rows offsets[g]:offsets[g + 1]
+    labels: np.ndarray  # float32 [N]
+    features: np.ndarray  # float32 [N, F], the model's inputs
+    similarity: np.ndarray  # float32 [N]
+    bias: np.ndarray  # float32 [N]
+    item_bias: np.ndarray  # float32 [N]
+
+    @property
+    def groups(self) -> int:
+        return int(self.offsets.size - 1)
+
+
+Scorer = Callable[[EvalSet], np.ndarray]
+
+BASELINES: Mapping[str, Scorer] = {
+    "popularity": lambda s: s.item_bias,
+    "similarity x bias": lambda s: heuristic_score(s.similarity, s.bias),
+}
+
+
+def latest_rows(path: str, key: str) -> pd.DataFrame:
+    """The newest feature row of each entity, indexed by its key."""
+    frame = pq.read_table(path).to_pandas()
+    frame = frame.sort_values("event_timestamp", kind="stable").drop_duplicates(key, keep="last")
+    return frame.set_index(key)
+
+
+def candidate_groups(
+    workspace: Workspace, known_users: pd.Index, negatives: int, max_users: int, seed: int
+) -> list[tuple[str, list[str], int]]:
+    """(user, candidates, positives count) per held-out user with features."""
+    heldout = pq.read_table(workspace.heldout_path).to_pandas()
+    heldout = heldout[heldout["event_type"].isin(POSITIVE_EVENTS)]
+    heldout = heldout[heldout["user_id"].isin(known_users)]
+    seen = pq.read_table(workspace.events_path, columns=["user_id", "item_id"]).to_pandas()
+    seen_by_user = pd.concat([seen, heldout[["user_id", "item_id"]]]).groupby("user_id")["item_id"]
+    touched = {user: set(items) for user, items in seen_by_user}
+    catalog = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_numpy()
+    rng = np.random.default_rng(seed)
+    users = np.array(sorted(heldout["user_id"].unique()))
+    if users.size > max_users:
+        users = np.sort(rng.choice(users, size=max_users, replace=False))
+    positives = heldout.groupby("user_id")["item_id"].unique()
+    groups = []
+    for user in users:
+        mine = list(positives[user])
+        pool = catalog[~np.isin(catalog, list(touched[user]))]
+        drawn = rng.choice(pool, size=min(negatives, pool.size), replace=False).tolist()
+        candidates = mine + drawn
+        order = rng.permutation(len(candidates))
+        groups.append((str(user), [candidates[i] for i in order], len(mine)))
+    return groups
+
+
+def build_eval_set(
+    workspace: Workspace, negatives: int = 99, max_users: int = 2000, seed: int = 0
+) -> EvalSet:
+    users = latest_rows(str(workspace.user_features_path), "user_id")
+    items = latest_rows(str(workspace.item_features_path), "item_id")
+    groups = candidate_groups(workspace, users.index, negatives, max_users, seed)
+    positives = heldout_positive_pairs(workspace)
+    user_col = [u for u, cands, _ in groups for _ in cands]
+    item_col = [i for _, cands, _ in groups for i in cands]
+    labels = np.array(
+        [1.0 if (u, i) in positives else 0.0 for u, i in zip(user_col, item_col, strict=True)],
+        dtype=np.float32,
+    )
+    u = users.loc[user_col]
+    it = items.reindex(item_col)
+    user_vectors = np.stack(u["user_vector"].to_numpy()).astype(np.float32)
+    item_vectors = np.stack(it["item_vector"].to_numpy()).astype(np.float32)
+    similarity = rowwise_cosine(user_vectors, item_vectors)
+    item_bias = it["item_bias"].to_numpy(np.float32)
+    bias = combined_bias(u["user_bias"].to_numpy(np.float32), item_bias)
+    features = assemble(
+        similarity, bias, user_vectors, u["user_bias"].to_numpy(np.float32),
+        u["user_activity"].to_numpy(np.float32), item_vectors, item_bias,
+        it["item_conversion"].to_numpy(np.float32), it["item_price"].to_numpy(np.float32),
+    )
+    offsets = np.cumsum([0] + [len(c) for _, c, _ in groups])
+    return EvalSet(offsets, labels, features, similarity, bias, item_bias)
+
+
+def heldout_positive_pairs(workspace: Workspace) -> set[tuple[str, str]]:
+    heldout = pq.read_table(workspace.heldout_path).to_pandas()
+    heldout = heldout[heldout["event_type"].isin(POSITIVE_EVENTS)]
+    return set(zip(heldout["user_id"], heldout["item_id"], strict=True))
+
+
+def evaluate(eval_set: EvalSet, scorers: Mapping[str, Scorer]) -> dict[str, dict[str, float]]:
+    """Mean NDCG@10, HR@10 and AUC over users, per scorer."""
+    table: dict[str, dict[str, float]] = {}
+    for name, scorer in scorers.items():
+        scores = scorer(eval_set)
+        rows = []
+        for g in range(eval_set.groups):
+            lo, hi = eval_set.offsets[g], eval_set.offsets[g + 1]
+            relevance = ranked_relevance(scores[lo:hi], eval_set.labels[lo:hi])
+            group_auc = auc(scores[lo:hi], eval_set.labels[lo:hi])
+            rows.append((ndcg(relevance, K), hit_rate(relevance, K), group_auc))
+        means = np.nanmean(np.array(rows), axis=0) if rows else np.full(3, np.nan)
+        table[name] = {"ndcg@10": float(means[0]), "hr@10": float(means[1]), "auc": float(means[2])}
+    return table
+
+
+def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
+    lines = [f"{'scorer':<20} {'NDCG@10':>8} {'HR@10':>8} {'AUC':>8}"]
+    for name, m in table.items():
+        lines.append(f"{name:<20} {m['ndcg@10']:>8.4f} {m['hr@10']:>8.4f} {m['auc']:>8.4f}")
+    return "\n".join(lines)

@@ -1,0 +1,34 @@
+"""The ranker: the method's MLP (Linear -> ReLU -> Linear, hidden 128).
+
+Input standardisation lives inside the module as buffers, so the exported
+ONNX graph takes raw features and nothing outside it can drift. The output
+is a probability, so served scores are in [0, 1] and comparable across
+requests.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class Ranker(nn.Module):
+    def __init__(self, n_inputs: int, hidden: int = 128) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(n_inputs))
+        self.register_buffer("scale", torch.ones(n_inputs))
+        self.mlp = nn.Sequential(nn.Linear(n_inputs, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+    def fit_scaler(self, features: np.ndarray) -> None:
+        mean = features.mean(axis=0)
+        std = features.std(axis=0)
+        self.mean.copy_(torch.from_numpy(mean.astype(np.float32)))
+        # Constant columns (a token nobody carries) would divide by zero.
+        self.scale.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32)))
+
+    def logits(self, features: torch.Tensor) -> torch.Tensor:
+        return self.mlp((features - self.mean) / self.scale).squeeze(-1)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.logits(features))

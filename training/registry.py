@@ -1,0 +1,79 @@
+"""The model registry: one directory per version, and a CURRENT marker.
+
+    models/0001/ranker.onnx   the ranker, weights embedded
+    models/0001/ranker.json   ordered inputs, FeatureService, versions, metrics, data hash
+    models/CURRENT            the version the server serves
+
+A version directory appears by one rename of a complete staging directory,
+and CURRENT is replaced atomically, so a reader never sees half a model.
+No torch here: the server reads the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+MODEL_FILE = "ranker.onnx"
+METADATA_FILE = "ranker.json"
+CURRENT_FILE = "CURRENT"
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    version: str
+    path: Path
+    metadata: dict[str, Any]
+    current: bool
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / MODEL_FILE
+
+
+def current_version(models_dir: Path) -> str | None:
+    marker = models_dir / CURRENT_FILE
+    return marker.read_text().strip() if marker.exists() else None
+
+
+def set_current(models_dir: Path, version: str) -> None:
+    if not (models_dir / version / METADATA_FILE).exists():
+        raise FileNotFoundError(f"no model version {version!r} in {models_dir}")
+    tmp = models_dir / f".{CURRENT_FILE}.tmp"
+    tmp.write_text(version + "\n")
+    os.replace(tmp, models_dir / CURRENT_FILE)
+
+
+def load(models_dir: Path, version: str) -> ModelVersion:
+    path = models_dir / version
+    metadata = json.loads((path / METADATA_FILE).read_text())
+    return ModelVersion(version, path, metadata, version == current_version(models_dir))
+
+
+def versions(models_dir: Path) -> list[ModelVersion]:
+    if not models_dir.exists():
+        return []
+    names = sorted(p.name for p in models_dir.iterdir() if (p / METADATA_FILE).exists())
+    return [load(models_dir, name) for name in names]
+
+
+def publish(models_dir: Path, staging: Path, make_current: bool = True) -> str:
+    """Move a complete staging directory in as the next version."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    while True:
+        taken = [int(p.name) for p in models_dir.iterdir() if p.name.isdigit()]
+        version = f"{max(taken, default=0) + 1:04d}"
+        try:
+            # Fails if a concurrent publisher took the number first; then retry.
+            os.rename(staging, models_dir / version)
+            break
+        except OSError:
+            if (models_dir / version).exists():
+                continue
+            raise
+    if make_current:
+        set_current(models_dir, version)
+    return version
