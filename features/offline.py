@@ -105,7 +105,9 @@ def load_catalog(workspace: Workspace) -> Catalog:
 
 
 def load_events(workspace: Workspace, catalog: Catalog) -> EventLog:
-    events = pq.read_table(workspace.events_path, columns=["user_id", "item_id", "event_type", "ts"])
+    events = pq.read_table(
+        workspace.events_path, columns=["user_id", "item_id", "event_type", "ts"]
+    )
     events = events.sort_by("ts")
     item_index = {item: i for i, item in enumerate(catalog.item_ids)}
     items = np.array([item_index.get(x, -1) for x in events["item_id"].to_pylist()])
@@ -117,8 +119,12 @@ def load_events(workspace: Workspace, catalog: Catalog) -> EventLog:
     converted = np.isin(kinds, list(CONVERSION_EVENTS))
     ts = events["ts"].cast(pa.int64()).to_numpy()[known]
     interactions = Interactions(
-        user_idx.astype(np.int64), items[known].astype(np.int64), weight, converted,
-        len(user_ids), len(catalog.item_ids),
+        user_idx.astype(np.int64),
+        items[known].astype(np.int64),
+        weight,
+        converted,
+        len(user_ids),
+        len(catalog.item_ids),
     )
     return EventLog(user_ids.tolist(), catalog.item_ids, ts, interactions)
 

@@ -144,9 +144,7 @@ class _Sampler:
         return int(members[min(pick, members.size - 1)])
 
 
-def generate_events(
-    spec: SyntheticSpec, catalog: Catalog
-) -> Iterator[pa.Table]:
+def generate_events(spec: SyntheticSpec, catalog: Catalog) -> Iterator[pa.Table]:
     """Event tables, one per chunk of users, in EVENTS_SCHEMA."""
     sampler = _Sampler(catalog, spec)
     for first in range(0, spec.users, spec.users_per_chunk):
@@ -170,11 +168,18 @@ def _chunk_events(
             category = int(rng.choice(spec.categories, p=taste))
             session = f"u{u}s{s}"
             _session(
-                rng, u, session, t0, category, favourite_brands, preferred_band,
-                catalog, sampler, columns,
+                rng,
+                u,
+                session,
+                t0,
+                category,
+                favourite_brands,
+                preferred_band,
+                catalog,
+                sampler,
+                columns,
             )
-    columns_ts = [START + timedelta(seconds=float(x)) for x in columns["ts"]]
-    columns["ts"] = list(columns_ts)
+    columns["ts"] = [START + timedelta(seconds=float(str(x))) for x in columns["ts"]]
     return pa.Table.from_pydict(columns, schema=EVENTS_SCHEMA)
 
 
@@ -226,7 +231,10 @@ def prepare(workspace: Workspace, spec: SyntheticSpec) -> Manifest:
     catalog = make_catalog(spec)
     chunks = (split_by_time(chunk, spec.split_ts) for chunk in generate_events(spec, catalog))
     params = {
-        "users": spec.users, "items": spec.items, "days": spec.days, "seed": spec.seed,
+        "users": spec.users,
+        "items": spec.items,
+        "days": spec.days,
+        "seed": spec.seed,
     }
     return write_dataset(
         workspace, "synthetic", catalog.table, make_users(spec), chunks, spec.split_ts, params

@@ -144,6 +144,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     from server.app import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Feast logs each registry refresh at INFO; only its warnings concern an operator.
+    logging.getLogger("feast").setLevel(logging.WARNING)
     asyncio.run(serve(settings, on_ready=lambda port: announce(settings, port)))
 
 

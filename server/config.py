@@ -51,7 +51,9 @@ def _coerce(name: str, raw: str, kind: type) -> Any:
             return Path(raw)
         return kind(raw)
     except ValueError:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}") from None
+        raise ConfigError(
+            f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}"
+        ) from None
 
 
 def _kinds() -> dict[str, type]:
@@ -85,8 +87,14 @@ def with_overrides(settings: Settings, **overrides: Any) -> Settings:
 
 
 def validate(settings: Settings) -> Settings:
-    for name in ("max_candidates", "max_id_length", "default_page_size", "max_in_flight",
-                 "workers", "model_threads"):
+    for name in (
+        "max_candidates",
+        "max_id_length",
+        "default_page_size",
+        "max_in_flight",
+        "workers",
+        "model_threads",
+    ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
     for name in ("port", "metrics_port"):

@@ -41,8 +41,8 @@ def to_query(request: pb.RankRequest, settings: Settings) -> RankQuery:
     )
 
 
-def _flags(ranking: Ranking, i: int) -> list[int]:
-    flags = []
+def _flags(ranking: Ranking, i: int) -> list[pb.ScoreParts.Flag]:
+    flags: list[pb.ScoreParts.Flag] = []
     if ranking.cold_start:
         flags.append(Flag.COLD_START_USER)
     if ranking.unknown_item[i]:

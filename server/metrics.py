@@ -14,21 +14,27 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
-            "shoprank_rank_requests", "Rank calls by final status code.", ["code"],
+            "shoprank_rank_requests",
+            "Rank calls by final status code.",
+            ["code"],
             registry=self.registry,
         )
         self.stage_seconds = Histogram(
             "shoprank_rank_stage_seconds",
             "Time per stage of a Rank call: fetch, score (similarity, bias and model), "
             "rank (top-k), serialise, total.",
-            ["stage"], buckets=BUCKETS, registry=self.registry,
+            ["stage"],
+            buckets=BUCKETS,
+            registry=self.registry,
         )
         self.in_flight = Gauge(
             "shoprank_rank_in_flight", "Rank calls being served.", registry=self.registry
         )
         self.candidates = Histogram(
-            "shoprank_rank_candidates", "Candidates per Rank call.",
-            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000), registry=self.registry,
+            "shoprank_rank_candidates",
+            "Candidates per Rank call.",
+            buckets=(1, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+            registry=self.registry,
         )
 
     def observe_stages(self, timings: dict[str, float]) -> None:

@@ -134,6 +134,13 @@ class RankingPipeline:
         user: UserRow, items: ItemRows, similarity: np.ndarray, bias: np.ndarray
     ) -> np.ndarray:
         return assemble(
-            similarity, bias, user.vector, user.bias, user.activity,
-            items.vectors, items.bias, items.conversion, items.price,
+            similarity,
+            bias,
+            user.vector,
+            user.bias,
+            user.activity,
+            items.vectors,
+            items.bias,
+            items.conversion,
+            items.price,
         )

@@ -11,9 +11,9 @@ def cosine_similarity(user_vector: np.ndarray, item_vectors: np.ndarray) -> np.n
     item_norms = np.linalg.norm(item_vectors, axis=1)
     dots = item_vectors @ user_vector
     denominator = item_norms * user_norm
-    return np.divide(
-        dots, denominator, out=np.zeros_like(dots, dtype=np.float32), where=denominator > 0
-    ).astype(np.float32)
+    out = np.zeros_like(dots, dtype=np.float32)
+    np.divide(dots, denominator, out=out, where=denominator > 0)
+    return out
 
 
 def combined_bias(user_bias: float | np.ndarray, item_bias: np.ndarray) -> np.ndarray:
@@ -23,7 +23,8 @@ def combined_bias(user_bias: float | np.ndarray, item_bias: np.ndarray) -> np.nd
 
 def heuristic_score(similarity: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """The method's recommendation score, the baseline and the fallback."""
-    return (similarity * bias).astype(np.float32)
+    score: np.ndarray = np.multiply(similarity, bias, dtype=np.float32)
+    return score
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -43,13 +44,14 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
         better = np.flatnonzero(-scores < kth)
         ties = np.flatnonzero(-scores == kth)[: k - better.size]
         chosen = np.sort(np.concatenate([better, ties]))
-    return chosen[np.argsort(-scores[chosen], kind="stable")]
+    best_first: np.ndarray = chosen[np.argsort(-scores[chosen], kind="stable")]
+    return best_first
 
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """cos(a[r], b[r]) for each row r; 0 wherever either row is zero."""
     dots = np.einsum("ij,ij->i", a, b)
     denominator = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.divide(
-        dots, denominator, out=np.zeros_like(dots, dtype=np.float32), where=denominator > 0
-    ).astype(np.float32)
+    out = np.zeros_like(dots, dtype=np.float32)
+    np.divide(dots, denominator, out=out, where=denominator > 0)
+    return out

@@ -21,7 +21,9 @@ from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
 def _check_deadline(context: grpc.aio.ServicerContext, stage: str) -> None:
     remaining = context.time_remaining()
     if remaining is not None and remaining <= 0:
-        raise DeadlineExceeded(f"the call's deadline passed {stage}; allow more time or fewer candidates")
+        raise DeadlineExceeded(
+            f"the call's deadline passed {stage}; allow more time or fewer candidates"
+        )
 
 
 class RankerServicer(pb_grpc.RankerServicer):

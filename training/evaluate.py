@@ -101,9 +101,15 @@ def build_eval_set(
     item_bias = it["item_bias"].to_numpy(np.float32)
     bias = combined_bias(u["user_bias"].to_numpy(np.float32), item_bias)
     features = assemble(
-        similarity, bias, user_vectors, u["user_bias"].to_numpy(np.float32),
-        u["user_activity"].to_numpy(np.float32), item_vectors, item_bias,
-        it["item_conversion"].to_numpy(np.float32), it["item_price"].to_numpy(np.float32),
+        similarity,
+        bias,
+        user_vectors,
+        u["user_bias"].to_numpy(np.float32),
+        u["user_activity"].to_numpy(np.float32),
+        item_vectors,
+        item_bias,
+        it["item_conversion"].to_numpy(np.float32),
+        it["item_price"].to_numpy(np.float32),
     )
     offsets = np.cumsum([0] + [len(c) for _, c, _ in groups])
     return EvalSet(offsets, labels, features, similarity, bias, item_bias)

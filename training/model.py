@@ -14,6 +14,9 @@ from torch import nn
 
 
 class Ranker(nn.Module):
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, n_inputs: int, hidden: int = 128) -> None:
         super().__init__()
         self.register_buffer("mean", torch.zeros(n_inputs))
@@ -28,7 +31,8 @@ class Ranker(nn.Module):
         self.scale.copy_(torch.from_numpy(np.where(std > 1e-6, std, 1.0).astype(np.float32)))
 
     def logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.mlp((features - self.mean) / self.scale).squeeze(-1)
+        scores: torch.Tensor = self.mlp((features - self.mean) / self.scale)
+        return scores.squeeze(-1)
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(self.logits(features))

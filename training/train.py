@@ -75,7 +75,7 @@ def fit(data: dataset.TrainingSet, config: TrainConfig, progress: Progress) -> R
         started = time.perf_counter()
         model.train()
         total = 0.0
-        for batch in torch.randperm(cut, generator=generator).split(config.batch_size):
+        for batch in torch.split(torch.randperm(cut, generator=generator), config.batch_size):
             optimiser.zero_grad()
             loss = loss_fn(model.logits(x[batch]), y[batch])
             loss.backward()
@@ -132,9 +132,7 @@ def _export_and_register(
     error = max_parity_error(model, model_path(staging), data.features[-1000:])
     if error > PARITY_TOLERANCE:
         raise RuntimeError(f"torch/ONNX parity failed: max abs error {error:.2e}")
-    eval_set = build_eval_set(
-        workspace, config.eval_negatives, config.max_eval_users, config.seed
-    )
+    eval_set = build_eval_set(workspace, config.eval_negatives, config.max_eval_users, config.seed)
     table = evaluate(eval_set, {**BASELINES, "ranker": onnx_scorer(model_path(staging))})
     write_metadata(staging, _metadata(workspace, data, config, table, error, started, n_inputs))
     return registry.publish(workspace.models_dir, staging), table

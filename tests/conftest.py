@@ -1,0 +1,34 @@
+"""Shared fixtures: a real workspace built end to end, and a real server on port 0."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import grpc
+import pytest
+
+from features.workspace import Workspace
+from server.app import load_pipeline
+from server.config import Settings
+from tests.support import ServerThread, build_workspace
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    return build_workspace(tmp_path_factory.mktemp("workspace"))
+
+
+@pytest.fixture(scope="session")
+def server_settings(workspace: Workspace) -> Settings:
+    return Settings(
+        home=workspace.home, port=0, max_candidates=50, max_id_length=64, default_page_size=3
+    )
+
+
+@pytest.fixture(scope="session")
+def channel(server_settings: Settings) -> Iterator[grpc.Channel]:
+    server = ServerThread(server_settings, load_pipeline(server_settings))
+    port = server.start()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
+        yield ch
+    server.stop()

@@ -1,0 +1,57 @@
+"""Real servers and workspaces for the tests: no fakes of Feast, gRPC or ONNX."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+from features import store
+from features.offline import build_offline_tables
+from features.synthetic import SyntheticSpec, prepare
+from features.workspace import Workspace
+from server.app import Running, create_server
+from server.config import Settings
+from server.pipeline import RankingPipeline
+
+SMALL = SyntheticSpec(users=300, items=200, days=14, seed=11)
+
+
+def build_workspace(home: Path, spec: SyntheticSpec = SMALL, train: bool = True) -> Workspace:
+    """data -> apply -> backfill -> materialize (-> train), all real."""
+    workspace = Workspace(home)
+    prepare(workspace, spec)
+    store.apply(workspace)
+    build_offline_tables(workspace)
+    store.materialize(workspace)
+    if train:
+        from training.train import TrainConfig
+        from training.train import train as train_model
+
+        train_model(workspace, TrainConfig(epochs=2, max_eval_users=100), lambda _: None)
+    return workspace
+
+
+class ServerThread:
+    """A grpc.aio server on its own event loop in a background thread."""
+
+    def __init__(self, settings: Settings, pipeline: RankingPipeline | None = None) -> None:
+        self.settings = settings
+        self._pipeline = pipeline
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self.running: Running | None = None
+
+    def start(self) -> int:
+        self._thread.start()
+        future = asyncio.run_coroutine_threadsafe(
+            create_server(self.settings, self._pipeline), self._loop
+        )
+        self.running = future.result(timeout=60)
+        return self.running.port
+
+    def stop(self) -> None:
+        if self.running is not None:
+            asyncio.run_coroutine_threadsafe(self.running.stop(0.5), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)

@@ -1,0 +1,42 @@
+import math
+
+import numpy as np
+import pytest
+
+from training.metrics import auc, hit_rate, ndcg, ranked_relevance
+
+
+def test_ranked_relevance_sorts_by_score_keeping_ties_in_order() -> None:
+    scores = np.array([0.1, 0.9, 0.1, 0.5])
+    labels = np.array([1, 0, 0, 1])
+    assert ranked_relevance(scores, labels).tolist() == [0, 1, 1, 0]
+
+
+def test_ndcg_of_one_positive_at_rank_three() -> None:
+    relevance = np.array([0, 0, 1, 0])
+    assert ndcg(relevance, 10) == pytest.approx(1 / math.log2(4))
+    assert ndcg(relevance, 2) == 0.0
+
+
+def test_ndcg_with_two_positives_against_the_ideal() -> None:
+    relevance = np.array([1, 0, 1])
+    ideal = 1 + 1 / math.log2(3)
+    assert ndcg(relevance, 10) == pytest.approx((1 + 1 / math.log2(4)) / ideal)
+
+
+def test_ndcg_is_zero_without_positives() -> None:
+    assert ndcg(np.zeros(5), 10) == 0.0
+
+
+def test_hit_rate_counts_a_positive_inside_k_only() -> None:
+    relevance = np.array([0, 0, 1])
+    assert hit_rate(relevance, 3) == 1.0
+    assert hit_rate(relevance, 2) == 0.0
+
+
+def test_auc_counts_pairs_and_half_ties() -> None:
+    scores = np.array([0.9, 0.5, 0.5, 0.1])
+    labels = np.array([1, 1, 0, 0])
+    # pairs (pos, neg): (0.9,0.5) win, (0.9,0.1) win, (0.5,0.5) tie, (0.5,0.1) win
+    assert auc(scores, labels) == pytest.approx(3.5 / 4)
+    assert math.isnan(auc(scores, np.ones(4)))

@@ -1,0 +1,53 @@
+import numpy as np
+import pytest
+
+from server.scoring import combined_bias, cosine_similarity, heuristic_score, rowwise_cosine, top_k
+
+
+def test_cosine_of_a_vector_with_itself_is_one() -> None:
+    v = np.array([0.3, 0.0, 4.0], dtype=np.float32)
+    assert cosine_similarity(v, v[np.newaxis, :])[0] == pytest.approx(1.0, abs=1e-7)
+
+
+def test_cosine_with_a_zero_vector_is_zero_on_either_side() -> None:
+    v = np.array([1.0, 2.0], dtype=np.float32)
+    zero = np.zeros(2, dtype=np.float32)
+    assert cosine_similarity(zero, v[np.newaxis, :]).tolist() == [0.0]
+    assert cosine_similarity(v, np.stack([zero, v])).tolist() == pytest.approx([0.0, 1.0])
+
+
+def test_cosine_matches_hand_computed_values() -> None:
+    user = np.array([1.0, 0.0], dtype=np.float32)
+    items = np.array([[1.0, 1.0], [0.0, 3.0], [2.0, 0.0]], dtype=np.float32)
+    assert cosine_similarity(user, items).tolist() == pytest.approx([2**-0.5, 0.0, 1.0])
+
+
+def test_rowwise_cosine_pairs_rows() -> None:
+    a = np.array([[1.0, 0.0], [0.0, 0.0], [3.0, 4.0]], dtype=np.float32)
+    b = np.array([[1.0, 1.0], [1.0, 1.0], [3.0, 4.0]], dtype=np.float32)
+    assert rowwise_cosine(a, b).tolist() == pytest.approx([2**-0.5, 0.0, 1.0])
+
+
+def test_bias_and_heuristic_are_products() -> None:
+    bias = combined_bias(0.5, np.array([0.2, 1.0], dtype=np.float32))
+    assert bias.tolist() == pytest.approx([0.1, 0.5])
+    score = heuristic_score(np.array([0.5, 0.0], dtype=np.float32), bias)
+    assert score.tolist() == pytest.approx([0.05, 0.0])
+
+
+def test_top_k_orders_best_first() -> None:
+    scores = np.array([0.1, 0.9, 0.5, 0.7], dtype=np.float32)
+    assert top_k(scores, 2).tolist() == [1, 3]
+    assert top_k(scores, 0).tolist() == [1, 3, 2, 0]
+
+
+def test_top_k_ties_keep_input_order() -> None:
+    scores = np.array([0.5, 0.9, 0.5, 0.5, 0.1], dtype=np.float32)
+    assert top_k(scores, 0).tolist() == [1, 0, 2, 3, 4]
+    assert top_k(scores, 3).tolist() == [1, 0, 2]
+    assert top_k(np.zeros(4, dtype=np.float32), 2).tolist() == [0, 1]
+
+
+def test_top_k_is_capped_at_n() -> None:
+    scores = np.array([0.2, 0.4], dtype=np.float32)
+    assert top_k(scores, 10).tolist() == [1, 0]
