@@ -9,8 +9,10 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+from features.errors import DataSourceError
 from server import commands
 from server.config import ConfigError, Settings, from_env, with_overrides
+from server.errors import StartupError
 
 EXIT_FAILURE = 1
 EXIT_INTERRUPTED = 130
@@ -107,7 +109,8 @@ def _one_line(error: BaseException) -> str:
         return f"{error.code().name}: {error.details()}"
     text = str(error).strip().splitlines()
     detail = text[0] if text else ""
-    known = (ConfigError, ValueError, OSError)
+    # These carry messages written for the operator; anything else names its type.
+    known = (ConfigError, StartupError, DataSourceError, ValueError, OSError)
     return detail if isinstance(error, known) and detail else f"{type(error).__name__}: {detail}"
 
 

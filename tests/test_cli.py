@@ -1,0 +1,59 @@
+"""The command line: failures are one plain line on stderr and a non-zero exit."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from server.cli import main
+
+
+def test_rank_against_no_server_fails_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        ["rank", "--server", "127.0.0.1:1", "--user", "u", "--candidates", "a", "--timeout", "2"]
+    )
+    assert code == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert err[0].startswith("shoprank rank: UNAVAILABLE") or "DEADLINE_EXCEEDED" in err[0]
+
+
+def test_an_unknown_environment_setting_fails_with_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SHOPRANK_PROT", "1")
+    assert main(["models", "list"]) == 1
+    assert capsys.readouterr().err.strip() == (
+        "shoprank models: unknown setting SHOPRANK_PROT; known: " + _known()
+    )
+
+
+def _known() -> str:
+    from dataclasses import fields
+
+    from server.config import Settings
+
+    return ", ".join("SHOPRANK_" + f.name.upper() for f in fields(Settings))
+
+
+def test_serve_on_an_empty_home_says_what_to_run(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--home", str(tmp_path), "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"shoprank serve: no Feast repo at {tmp_path / 'feature_repo'}; "
+        "run `shoprank features apply` first"
+    )
+
+
+def test_models_list_on_an_empty_home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["models", "list", "--home", str(tmp_path)]) == 0
+    assert "no models" in capsys.readouterr().out
