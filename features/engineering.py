@@ -14,8 +14,8 @@
   shrunk towards the global rate with ``CONVERSION_PRIOR`` pseudo-events;
 - user_activity: ``log1p(number of events)``.
 
-All statistics come from the events given, which callers restrict to those
-strictly before the feature timestamp: no leakage.
+All statistics come from the Aggregates of the events given, which callers
+build from events strictly before the feature timestamp: no leakage.
 """
 
 from __future__ import annotations
@@ -98,28 +98,69 @@ def item_vectors(attributes: list[str], vocabulary: Vocabulary) -> np.ndarray:
     return l2_normalise(weighted).astype(np.float32)
 
 
-def _pair_matrix(events: Interactions, values: np.ndarray) -> sp.csr_matrix:
-    return sp.csr_matrix(
-        (values, (events.user, events.item)), shape=(events.n_users, events.n_items)
-    )
+@dataclass(frozen=True)
+class Aggregates:
+    """Everything the formulas need from the events so far, bounded by users x items
+    touched rather than by the number of events."""
+
+    weights: sp.csr_matrix  # [users, items]: summed event-type weights
+    conversions: sp.csr_matrix  # [users, items]: conversion events
+    user_events: np.ndarray  # float64 [users]
+    user_conversions: np.ndarray  # float64 [users]
+
+    @property
+    def n_users(self) -> int:
+        return int(self.user_events.shape[0])
+
+    @classmethod
+    def empty(cls, n_items: int) -> Aggregates:
+        zero = sp.csr_matrix((0, n_items), dtype=np.float64)
+        return cls(zero, zero.copy(), np.zeros(0), np.zeros(0))
+
+    @classmethod
+    def of(cls, events: Interactions) -> Aggregates:
+        shape = (events.n_users, events.n_items)
+        converted = events.converted.astype(np.float64)
+        return cls(
+            weights=sp.csr_matrix((events.weight, (events.user, events.item)), shape=shape),
+            conversions=sp.csr_matrix((converted, (events.user, events.item)), shape=shape),
+            user_events=np.bincount(events.user, minlength=events.n_users).astype(np.float64),
+            user_conversions=np.bincount(events.user, weights=converted, minlength=events.n_users),
+        )
+
+    def plus(self, events: Interactions) -> Aggregates:
+        """These aggregates with a later batch of events added (users may be new)."""
+        batch = Aggregates.of(events)
+        users = max(self.n_users, batch.n_users)
+        return Aggregates(
+            weights=_grown(self.weights, users) + _grown(batch.weights, users),
+            conversions=_grown(self.conversions, users) + _grown(batch.conversions, users),
+            user_events=_padded(self.user_events, users) + _padded(batch.user_events, users),
+            user_conversions=_padded(self.user_conversions, users)
+            + _padded(batch.user_conversions, users),
+        )
 
 
-def users_per_item(events: Interactions) -> np.ndarray:
+def _grown(matrix: sp.csr_matrix, rows: int) -> sp.csr_matrix:
+    extra = sp.csr_matrix((rows - matrix.shape[0], matrix.shape[1]), dtype=np.float64)
+    return sp.csr_matrix(sp.vstack([matrix, extra], format="csr"))
+
+
+def _padded(values: np.ndarray, size: int) -> np.ndarray:
+    return np.pad(values, (0, size - values.size))
+
+
+def users_per_item(aggregates: Aggregates) -> np.ndarray:
     """|C_i|: how many distinct users interacted with each item."""
-    touched = _pair_matrix(events, np.ones(events.user.size))
-    touched.data[:] = 1.0  # duplicates were summed; a user counts once
-    return np.asarray(touched.sum(axis=0)).ravel()
+    return np.diff(aggregates.weights.tocsc().indptr).astype(np.float64)
 
 
-def user_features(events: Interactions, vectors: np.ndarray) -> UserFeatures:
-    counts = users_per_item(events)
+def user_features(aggregates: Aggregates, vectors: np.ndarray) -> UserFeatures:
+    counts = users_per_item(aggregates)
     inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
-    weights = _pair_matrix(events, events.weight).multiply(inverse[np.newaxis, :])
-    vector = l2_normalise(np.asarray(sp.csr_matrix(weights) @ vectors.astype(np.float64)))
-    n_events = np.bincount(events.user, minlength=events.n_users).astype(np.float64)
-    n_conv = np.bincount(
-        events.user, weights=events.converted.astype(np.float64), minlength=events.n_users
-    )
+    weights = sp.csr_matrix(aggregates.weights.multiply(inverse[np.newaxis, :]))
+    vector = l2_normalise(np.asarray(weights @ vectors.astype(np.float64)))
+    n_events, n_conv = aggregates.user_events, aggregates.user_conversions
     rate = float(n_conv.sum() / n_events.sum()) if n_events.sum() else 0.0
     bias = (n_conv + CONVERSION_PRIOR * rate) / (n_events + CONVERSION_PRIOR)
     return UserFeatures(
@@ -130,11 +171,13 @@ def user_features(events: Interactions, vectors: np.ndarray) -> UserFeatures:
     )
 
 
-def item_stats(events: Interactions) -> ItemStats:
-    counts = users_per_item(events)
-    bias = np.log(2.0 + counts) / np.log(2.0 + (counts.max() if counts.size else 0.0))
-    converting = _pair_matrix(events, events.converted.astype(np.float64))
-    converting.data[:] = np.minimum(converting.data, 1.0)
+def item_stats(aggregates: Aggregates) -> ItemStats:
+    counts = users_per_item(aggregates)
+    top = counts.max() if counts.size else 0.0
+    bias = np.log(2.0 + counts) / np.log(2.0 + top)
+    converting = sp.csr_matrix(aggregates.conversions, copy=True)
+    converting.eliminate_zeros()
+    converting.data[:] = 1.0  # a user converting twice on an item counts once
     conversions = np.asarray(converting.sum(axis=0)).ravel()
     rate = float(conversions.sum() / counts.sum()) if counts.sum() else 0.0
     conversion = (conversions + CONVERSION_PRIOR * rate) / (counts + CONVERSION_PRIOR)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import runpy
 import shutil
@@ -32,9 +33,35 @@ def install_repo(workspace: Workspace) -> None:
 
 
 def open_store(workspace: Workspace) -> FeatureStore:
+    return connect(workspace.repo_dir)
+
+
+def connect(repo_dir: Path) -> FeatureStore:
+    """The repo's FeatureStore, refusing a feature_store.yaml whose variables are unset.
+
+    Feast keeps an unset ${VAR} as literal text, and would take an unset
+    registry for a file of that name: an empty registry, silently.
+    """
     from feast import FeatureStore
 
-    return FeatureStore(repo_path=str(workspace.repo_dir))
+    logging.getLogger("feast.repo_config").addFilter(_not_the_file_registry_warning)
+    store = FeatureStore(repo_path=str(repo_dir))
+    for key, value in (
+        ("registry", store.config.registry_config),
+        ("online_store", store.config.online_config),
+    ):
+        if isinstance(value, str) and value.startswith("${"):
+            raise ValueError(
+                f"{key} in {repo_dir / 'feature_store.yaml'} is {value}, which is not set: "
+                "run through `shoprank`, or export it as that file's comments show"
+            )
+    return store
+
+
+def _not_the_file_registry_warning(record: logging.LogRecord) -> bool:
+    """Feast calls serve_features_while_materializing a no-op on a file registry,
+    where it is what keeps readers going through a materialization."""
+    return not record.getMessage().startswith("`serve_features_while_materializing` is enabled")
 
 
 def definitions(repo_dir: Path) -> list[Any]:
@@ -66,27 +93,45 @@ def marker_path(workspace: Workspace) -> Path:
 
 
 def materialize(
-    workspace: Workspace, start: datetime | None = None, end: datetime | None = None
+    workspace: Workspace,
+    start: datetime | None = None,
+    end: datetime | None = None,
+    incremental: bool = False,
 ) -> dict[str, int]:
     """Load the latest feature rows in [start, end) into the online store.
 
-    Without a range, the whole offline store is loaded. Returns the entities
-    written per feature view.
+    Without a range, the whole offline store is loaded; `incremental` starts
+    where the registry says the last materialization ended. Feast writes in
+    batches per feature view and holds the latest row per entity, not the
+    history. Returns the entities written per feature view.
     """
     tables = {
         "user_features": (workspace.user_features_path, "user_id"),
         "item_features": (workspace.item_features_path, "item_id"),
     }
-    if start is None or end is None:
-        low, high = _time_range([path for path, _ in tables.values()])
+    low, high = _time_range([path for path, _ in tables.values()])
+    end = end or high + timedelta(seconds=1)
+    store = open_store(workspace)
+    if incremental:
+        start = _last_end(store) or low
+        store.materialize_incremental(end_date=end)
+    else:
         start = start or low
-        end = end or high + timedelta(seconds=1)
-    open_store(workspace).materialize(start_date=start, end_date=end)
+        store.materialize(start_date=start, end_date=end)
     counts = {
         view: _entities_in_range(path, key, start, end) for view, (path, key) in tables.items()
     }
     _write_marker(workspace, start, end, counts)
     return counts
+
+
+def _last_end(store: FeatureStore) -> datetime | None:
+    ends = [
+        view.most_recent_end_time
+        for view in store.list_feature_views()
+        if view.most_recent_end_time is not None
+    ]
+    return min(ends) if ends else None
 
 
 def _time_range(paths: list[Path]) -> tuple[datetime, datetime]:

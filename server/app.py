@@ -11,13 +11,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import grpc
+import pyarrow.parquet as pq
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from features.workspace import Workspace
+from server.cache_refresh import CachedFeatures, CacheRefresher
 from server.config import Settings
-from server.errors import StartupError
+from server.errors import FeatureStoreUnavailable, StartupError
 from server.feature_fetch import FeastFeatures
+from server.item_cache import ItemFeatureCache
 from server.metrics import Metrics
 from server.model_runtime import OnnxRanker, check_wiring
 from server.pipeline import RankingPipeline, RankQuery
@@ -32,31 +35,73 @@ RANKER_SERVICE = pb.DESCRIPTOR.services_by_name["Ranker"].full_name
 
 
 @dataclass
+class Loaded:
+    """What a server serves with: the pipeline, and the cache refresher if any."""
+
+    pipeline: RankingPipeline
+    refresher: CacheRefresher | None = None
+
+
+@dataclass
 class Running:
     server: grpc.aio.Server
     port: int
     health: health.aio.HealthServicer
     executor: ThreadPoolExecutor
-    model_version: str
+    loaded: Loaded
+
+    @property
+    def model_version(self) -> str:
+        return self.loaded.pipeline.version
 
     async def stop(self, grace: float) -> None:
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
+        if self.loaded.refresher is not None:
+            self.loaded.refresher.stop()
         self.executor.shutdown(wait=False, cancel_futures=True)
 
 
-def load_pipeline(settings: Settings) -> RankingPipeline:
-    """Open the feature store and the current model; refuse a mismatched pair."""
+def catalogue_ids(workspace: Workspace) -> Callable[[], list[str]]:
+    """Item ids of the newest offline snapshot; none where this host has no offline store."""
+
+    def read() -> list[str]:
+        files = sorted(workspace.item_features_path.glob("*.parquet"))
+        if not files:
+            return []
+        ids: list[str] = pq.read_table(files[-1], columns=["item_id"])["item_id"].to_pylist()
+        return ids
+
+    return read
+
+
+def load(settings: Settings) -> Loaded:
+    """Open the feature store, warm the item cache, load the current model; refuse a
+    model whose inputs do not match its FeatureService."""
     workspace = Workspace(settings.home)
-    features = FeastFeatures(workspace.repo_dir)
-    features.load()
+    feast = FeastFeatures(workspace.repo_dir)
+    feast.load()
+    cache = ItemFeatureCache(feast.items, settings.item_cache_capacity)
+    refresher = CacheRefresher(
+        feast, cache, settings.cache_refresh_seconds, catalogue_ids(workspace)
+    )
     version = registry.current_version(workspace.models_dir)
+    model = None
     if version is None:
         log.warning("no model in %s: ranking by similarity x bias", workspace.models_dir)
-        return RankingPipeline(features, None, "")
-    model = OnnxRanker.load(workspace.models_dir, version, settings.model_threads)
-    check_wiring(model.info, features.service_refs(model.info.feature_service))
-    return RankingPipeline(features, model, version)
+    else:
+        model = OnnxRanker.load(workspace.models_dir, version, settings.model_threads)
+        check_wiring(model.info, feast.service_refs(model.info.feature_service))
+    try:
+        refresher.load()
+    except FeatureStoreUnavailable as error:
+        raise StartupError(f"cannot load the item cache: {error}") from None
+    pipeline = RankingPipeline(CachedFeatures(feast, cache), model, version or "")
+    return Loaded(pipeline, refresher)
+
+
+def load_pipeline(settings: Settings) -> RankingPipeline:
+    return load(settings).pipeline
 
 
 def warm_up(pipeline: RankingPipeline) -> None:
@@ -70,9 +115,10 @@ def warm_up(pipeline: RankingPipeline) -> None:
     gc.freeze()
 
 
-async def create_server(settings: Settings, pipeline: RankingPipeline | None = None) -> Running:
+async def create_server(settings: Settings, loaded: Loaded | None = None) -> Running:
     """Start serving on settings.host:settings.port (0 picks a free port)."""
-    pipeline = pipeline or load_pipeline(settings)
+    loaded = loaded or load(settings)
+    pipeline = loaded.pipeline
     metrics = Metrics()
     executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="rank")
     server = grpc.aio.server()
@@ -99,14 +145,16 @@ async def create_server(settings: Settings, pipeline: RankingPipeline | None = N
         metrics.serve(settings.host, settings.metrics_port)
     for service in ("", RANKER_SERVICE):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
-    return Running(server, port, health_servicer, executor, pipeline.version)
+    if loaded.refresher is not None:
+        loaded.refresher.start()
+    return Running(server, port, health_servicer, executor, loaded)
 
 
 async def serve(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain with a grace period."""
-    pipeline = load_pipeline(settings)
-    warm_up(pipeline)
-    running = await create_server(settings, pipeline)
+    loaded = load(settings)
+    warm_up(loaded.pipeline)
+    running = await create_server(settings, loaded)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,6 +4,7 @@ non-zero exit."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -11,7 +12,7 @@ from pathlib import Path
 
 from features.errors import DataSourceError
 from server import commands
-from server.config import ConfigError, Settings, from_env, with_overrides
+from server.config import ConfigError, Settings, feast_environment, from_env, with_overrides
 from server.errors import StartupError
 
 EXIT_FAILURE = 1
@@ -42,6 +43,12 @@ def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     features.add_argument("action", choices=("apply", "backfill", "materialize"))
     features.add_argument("--start", help="ISO date/time (backfill, materialize)")
     features.add_argument("--end", help="ISO date/time (backfill, materialize)")
+    features.add_argument(
+        "--dry-run", action="store_true", help="backfill: say what it would write"
+    )
+    features.add_argument(
+        "--incremental", action="store_true", help="materialize: from where the last run ended"
+    )
     _home(features)
     features.set_defaults(run=commands.cmd_features)
 
@@ -68,6 +75,7 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.add_argument("--metrics-port", type=int, help="Prometheus metrics on this port")
+    serve.add_argument("--processes", type=int, help="server processes; 0 = one per core")
     serve.set_defaults(run=commands.cmd_serve)
     rank = sub.add_parser("rank", help="rank candidates through a running server")
     rank.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
@@ -79,6 +87,19 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rank.add_argument("--explain", action="store_true")
     rank.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
     rank.set_defaults(run=commands.cmd_rank)
+    load = sub.add_parser("loadtest", help="load-test a running server")
+    load.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
+    load.add_argument("--scenario", help="JSON list of requests (default: built from --home)")
+    _home(load)
+    pace = load.add_mutually_exclusive_group()
+    pace.add_argument("--concurrency", type=int, default=8, help="closed loop: calls in flight")
+    pace.add_argument("--rps", type=float, help="open loop: calls started per second")
+    load.add_argument("--duration", type=float, default=10.0, help="seconds")
+    load.add_argument("--connections", type=int, default=4, help="TCP connections to spread over")
+    load.add_argument("--candidates", type=int, default=100, help="default scenario: per call")
+    load.add_argument("--top-k", type=int, default=100, help="default scenario: top_k")
+    load.add_argument("--json", help="write the report here")
+    load.set_defaults(run=commands.cmd_loadtest)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -99,6 +120,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
         host=getattr(args, "host", None),
         port=getattr(args, "port", None),
         metrics_port=getattr(args, "metrics_port", None),
+        processes=getattr(args, "processes", None),
     )
 
 
@@ -120,7 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     warnings.filterwarnings("ignore", category=FutureWarning)
     args = parser().parse_args(argv)
     try:
-        args.run(settings_for(args), args)
+        settings = settings_for(args)
+        # The workspace's feature_store.yaml reads its online store and registry from these.
+        os.environ.update(feast_environment(settings))
+        args.run(settings, args)
     except KeyboardInterrupt:
         print("shoprank: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

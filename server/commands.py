@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -53,25 +55,38 @@ def cmd_data(settings: Settings, args: argparse.Namespace) -> None:
 
 def cmd_features(settings: Settings, args: argparse.Namespace) -> None:
     from features import store
-    from features.offline import build_offline_tables, snapshot_times
 
     workspace = Workspace(settings.home)
     if args.action == "apply":
         say(f"applied {', '.join(store.apply(workspace))} -> {workspace.repo_dir}")
     elif args.action == "backfill":
-        times = None
-        if args.start or args.end:
-            if not (args.start and args.end):
-                raise ValueError("backfill needs both --start and --end, or neither")
-            times = snapshot_times(parse_time(args.start), parse_time(args.end), limit=10_000)
-        counts = build_offline_tables(workspace, times)
-        say(f"backfill: {counts} -> {workspace.offline_dir}")
+        run_backfill(workspace, args)
     else:
         start = parse_time(args.start) if args.start else None
         end = parse_time(args.end) if args.end else None
-        counts = store.materialize(workspace, start, end)
+        started = time.perf_counter()
+        counts = store.materialize(workspace, start, end, incremental=args.incremental)
         for view, rows in counts.items():
             say(f"materialized {view}: {rows} entities")
+        say(f"materialize took {time.perf_counter() - started:.1f}s")
+
+
+def run_backfill(workspace: Workspace, args: argparse.Namespace) -> None:
+    from features.offline import backfill, snapshot_times
+
+    times = None
+    if args.start or args.end:
+        if not (args.start and args.end):
+            raise ValueError("backfill needs both --start and --end, or neither")
+        start, end = parse_time(args.start), parse_time(args.end)
+        if end <= start:
+            raise ValueError(f"--end {args.end} is not after --start {args.start}")
+        # One snapshot per day boundary in (start, end], plus end itself.
+        times = snapshot_times(start - timedelta(days=1), end, limit=100_000)
+        times = [t for t in times if t >= start]
+    report = backfill(workspace, times, dry_run=args.dry_run, progress=not args.dry_run)
+    for line in report.lines():
+        say(line)
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
@@ -108,14 +123,14 @@ def timed(name: str, step: Callable[[], Any], timings: dict[str, float]) -> None
 
 def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> None:
     from features import store
-    from features.offline import build_offline_tables
+    from features.offline import backfill
     from training.train import TrainConfig, train
 
     workspace = Workspace(settings.home)
     timings: dict[str, float] = {}
     timed("data", lambda: prepare_data(args.dataset, workspace, args), timings)
     timed("features apply", lambda: store.apply(workspace), timings)
-    timed("features backfill", lambda: say(str(build_offline_tables(workspace))), timings)
+    timed("features backfill", lambda: say("\n".join(backfill(workspace).lines())), timings)
     timed("features materialize", lambda: say(str(store.materialize(workspace))), timings)
     timed("train", lambda: say(train(workspace, TrainConfig(), say).table), timings)
     write_example(workspace)
@@ -142,15 +157,24 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     import logging
 
     from server.app import serve
+    from server.processes import serve_processes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     # Feast logs each registry refresh at INFO; only its warnings concern an operator.
     logging.getLogger("feast").setLevel(logging.WARNING)
-    asyncio.run(serve(settings, on_ready=lambda port: announce(settings, port)))
+    processes = settings.processes or os.cpu_count() or 1
+    if processes == 1:
+        asyncio.run(serve(settings, on_ready=lambda port: announce(settings, port)))
+    else:
+        settings = replace(settings, processes=processes)
+        serve_processes(settings, on_ready=lambda port: announce(settings, port))
 
 
 def announce(settings: Settings, port: int) -> None:
-    say(f"shoprank serving on {settings.host}:{port} (home {settings.home}); Ctrl-C stops")
+    say(
+        f"shoprank serving on {settings.host}:{port} with {settings.processes or 1} process(es) "
+        f"(home {settings.home}); Ctrl-C stops"
+    )
     example = Workspace(settings.home).example_path
     if example.exists():
         body = json.loads(example.read_text())
@@ -179,3 +203,52 @@ def cmd_rank(settings: Settings, args: argparse.Namespace) -> None:
     )
     with grpc.insecure_channel(args.server) as channel:
         print_ranking(rank(channel, request, args.timeout), args.explain, sys.stdout)
+
+
+def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> None:
+    import asyncio
+
+    from server import loadtest
+
+    if args.scenario:
+        requests = loadtest.load_scenario(Path(args.scenario))
+    else:
+        requests = default_scenario(Workspace(settings.home), args.candidates, args.top_k)
+    report = asyncio.run(
+        loadtest.run(
+            args.server,
+            requests,
+            args.duration,
+            args.concurrency,
+            args.rps or 0.0,
+            connections=args.connections,
+        )
+    )
+    say(report.line())
+    if args.json:
+        loadtest.report_json(report, Path(args.json))
+
+
+def default_scenario(workspace: Workspace, candidates: int, top_k: int) -> list[Any]:
+    """Requests for known users over random catalogue items, from the workspace."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from server.proto.shoprank.v1 import ranking_pb2 as pb
+
+    if not workspace.events_path.exists():
+        raise FileNotFoundError(
+            f"no data in {workspace.home} to build requests from; pass --scenario or --home"
+        )
+    users = pq.read_table(workspace.events_path, columns=["user_id"])["user_id"].unique()
+    items = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_numpy()
+    rng = np.random.default_rng(0)
+    picked = rng.choice(users.to_numpy(zero_copy_only=False), size=min(500, len(users)))
+    return [
+        pb.RankRequest(
+            user_id=str(user),
+            candidate_item_ids=rng.choice(items, min(candidates, items.size), replace=False),
+            top_k=top_k,
+        )
+        for user in picked
+    ]

@@ -4,10 +4,15 @@ This is the only module that reads the environment. Values come from, in
 order: command-line flags, ``SHOPRANK_*`` variables, the defaults below. An
 unknown ``SHOPRANK_*`` variable is an error, so a typo cannot silently fall
 back to a default.
+
+The Feast repo's ``feature_store.yaml`` takes its online store and registry
+from two variables; ``feast_environment`` derives them from the settings, and
+the CLI exports them before any command runs.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -15,6 +20,15 @@ from pathlib import Path
 from typing import Any
 
 ENV_PREFIX = "SHOPRANK_"
+ONLINE_STORES = ("sqlite", "redis", "redis_cluster")
+# Read by feature_store.yaml, written by shoprank from the settings: outputs of
+# this module, so from_env skips them rather than calling them unknown.
+FEAST_ONLINE_STORE_VAR = "SHOPRANK_FEAST_ONLINE_STORE"
+FEAST_REGISTRY_VAR = "SHOPRANK_FEAST_REGISTRY"
+FEAST_VARS = (FEAST_ONLINE_STORE_VAR, FEAST_REGISTRY_VAR)
+# How stale a process's copy of the registry may get: a server sees a new
+# `features apply` from another host within this many seconds.
+REGISTRY_TTL_SECONDS = 60
 
 
 class ConfigError(ValueError):
@@ -37,12 +51,32 @@ class Settings:
     default_page_size: int = 100
     # Rankings in flight at once before new ones get RESOURCE_EXHAUSTED.
     max_in_flight: int = 64
-    # Threads that run feature fetches and the model off the event loop.
+    # Server processes sharing the port; 0 = one per CPU core. A ranking is
+    # CPU-bound Python, so processes, not threads, are what use more cores.
+    processes: int = 0
+    # Threads that run large rankings off the event loop.
     workers: int = 4
+    # Rankings of at most this many candidates run on the event loop itself,
+    # saving the hop to a thread. Off by default: an inline feature read that
+    # blocks (a slow Redis) would stall every call and the health checks too.
+    inline_max_candidates: int = 0
     # Seconds in-flight calls get to finish on SIGTERM.
     grace_seconds: float = 5.0
     # ONNX Runtime intra-op threads; 1 suits small batches beside other requests.
     model_threads: int = 1
+    # Feast online store: sqlite (a file in the workspace), redis or redis_cluster.
+    online_store: str = "sqlite"
+    # Feast's Redis connection string: host:port[,host:port ...][,db=N,password=...];
+    # a cluster lists some of its nodes. Read only when online_store is not sqlite.
+    redis: str = "127.0.0.1:6379"
+    # Feast registry: empty = a file in the workspace's repo; otherwise a SQLAlchemy
+    # URL (postgresql+psycopg://user@host:5432/db) that jobs and servers share.
+    registry: str = ""
+    # Items held in memory; the whole catalogue when it fits (1M items of 128
+    # dims is about 0.6 GB), else the most recently used.
+    item_cache_capacity: int = 1_000_000
+    # How often the server asks the registry whether a materialization landed.
+    cache_refresh_seconds: float = 5.0
 
 
 def _coerce(name: str, raw: str, kind: type) -> Any:
@@ -67,7 +101,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     kinds = _kinds()
     values: dict[str, Any] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(ENV_PREFIX) or key in FEAST_VARS:
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name not in kinds:
@@ -94,10 +128,72 @@ def validate(settings: Settings) -> Settings:
         "max_in_flight",
         "workers",
         "model_threads",
+        "item_cache_capacity",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
     for name in ("port", "metrics_port"):
         if not 0 <= getattr(settings, name) <= 65535:
             raise ConfigError(f"{name} must be a port number, got {getattr(settings, name)}")
+    _validate_stores(settings)
     return settings
+
+
+def _validate_stores(settings: Settings) -> None:
+    if settings.online_store not in ONLINE_STORES:
+        raise ConfigError(
+            f"online_store must be one of {', '.join(ONLINE_STORES)}, got {settings.online_store!r}"
+        )
+    if settings.online_store != "sqlite" and not _is_redis_connection_string(settings.redis):
+        raise ConfigError(
+            "redis must be a Feast connection string host:port[,host:port][,key=value], "
+            f"got {settings.redis!r}"
+        )
+    if settings.registry and "://" not in settings.registry:
+        raise ConfigError(
+            "registry must be empty (a file in the workspace) or a SQLAlchemy URL such as "
+            f"postgresql+psycopg://postgres@127.0.0.1:5432/shoprank, got {settings.registry!r}"
+        )
+
+
+def _is_redis_connection_string(text: str) -> bool:
+    nodes = [part for part in text.split(",") if "=" not in part]
+    return bool(nodes) and all(
+        host and "/" not in host and port.isdigit()
+        for host, _, port in (node.rpartition(":") for node in nodes)
+    )
+
+
+def feast_environment(settings: Settings) -> dict[str, str]:
+    """The variables feature_store.yaml reads, as YAML flow mappings.
+
+    JSON objects are YAML flow mappings, and json.dumps quotes any password or
+    URL safely.
+    """
+    if settings.online_store == "sqlite":
+        online: dict[str, str] = {"type": "sqlite", "path": "data/online_store.db"}
+    else:
+        online = {
+            "type": "redis",
+            "redis_type": settings.online_store,
+            "connection_string": settings.redis,
+        }
+    registry: dict[str, str | int | bool] = {
+        "registry_type": "sql" if settings.registry else "file",
+        "path": _psycopg3(settings.registry) if settings.registry else "data/registry.db",
+        "cache_ttl_seconds": REGISTRY_TTL_SECONDS,
+        # A materialization marks its views MATERIALIZING in the registry; without
+        # this, a reader that refreshes its registry meanwhile is refused them.
+        # Feast's warning that this is a no-op on a file registry is wrong: a file
+        # registry is where it bites (tests/test_online_stores.py;
+        # features.store.connect drops that warning).
+        "serve_features_while_materializing": True,
+    }
+    return {FEAST_ONLINE_STORE_VAR: json.dumps(online), FEAST_REGISTRY_VAR: json.dumps(registry)}
+
+
+def _psycopg3(url: str) -> str:
+    """Name the installed driver: SQLAlchemy reads a bare postgresql:// as psycopg2,
+    which Feast rewrites with a warning on every start."""
+    bare = "postgresql://"
+    return "postgresql+psycopg://" + url[len(bare) :] if url.startswith(bare) else url

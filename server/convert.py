@@ -26,16 +26,19 @@ def to_query(request: pb.RankRequest, settings: Settings) -> RankQuery:
         raise InvalidRequest(
             f"{count} candidate_item_ids; the limit is {settings.max_candidates} per request"
         )
-    for position, item_id in enumerate(request.candidate_item_ids):
-        if not item_id:
-            raise InvalidRequest(f"candidate_item_ids[{position}] is empty")
-        if len(item_id) > limit:
-            raise InvalidRequest(
-                f"candidate_item_ids[{position}] is {len(item_id)} characters; the limit is {limit}"
-            )
+    ids = list(request.candidate_item_ids)
+    lengths = list(map(len, ids))  # the loops run in C: no per-candidate bytecode
+    if min(lengths) == 0:
+        raise InvalidRequest(f"candidate_item_ids[{lengths.index(0)}] is empty")
+    if max(lengths) > limit:
+        position = next(i for i, n in enumerate(lengths) if n > limit)
+        raise InvalidRequest(
+            f"candidate_item_ids[{position}] is {lengths[position]} characters; "
+            f"the limit is {limit}"
+        )
     return RankQuery(
         user_id=request.user_id,
-        candidates=distinct(list(request.candidate_item_ids)),
+        candidates=distinct(ids),
         top_k=request.top_k,
         explain=request.explain,
     )
@@ -67,12 +70,14 @@ def _parts(ranking: Ranking, i: int) -> pb.ScoreParts:
 def to_pages(ranking: Ranking, page_size: int, explain: bool) -> Iterator[pb.RankResponse]:
     """Consecutive pages of at most page_size items; the first names the model."""
     scores = ranking.scores.tolist()
-    total = len(ranking.item_ids)
-    for start in range(0, max(total, 1), page_size):
+    ids = ranking.item_ids
+    total = len(ids)
+    for start in range(0, total, page_size):
         end = min(start + page_size, total)
         page = pb.RankResponse(model_version=ranking.model_version if start == 0 else "")
+        add = page.items.add
         for i in range(start, end):
-            item = page.items.add(item_id=ranking.item_ids[i], rank=i + 1, score=scores[i])
+            item = add(item_id=ids[i], rank=i + 1, score=scores[i])
             if explain:
                 item.parts.CopyFrom(_parts(ranking, i))
         yield page

@@ -36,20 +36,37 @@ def scalars(values: Sequence[Any]) -> np.ndarray:
 
 
 class FeastFeatures:
-    """Reads user and item features from the Feast online store of a repo."""
+    """Reads user and item features from the Feast online store of a repo.
+
+    Requests read through the provider's online_read, which is what
+    get_online_features calls underneath: skipping the SDK's request and
+    response building makes a one-user read about 6x and a 100-item read about
+    4x cheaper. The *_via_sdk methods read through get_online_features; tests
+    hold the two equal value for value.
+    """
 
     def __init__(self, repo_dir: Path) -> None:
         self._repo_dir = repo_dir
         self._store: FeatureStore | None = None
+        self._views: dict[str, Any] = {}
 
     def load(self) -> None:
         if not (self._repo_dir / "feature_store.yaml").exists():
             raise StartupError(
                 f"no Feast repo at {self._repo_dir}; run `shoprank features apply` first"
             )
-        from feast import FeatureStore
+        from features.store import connect
 
-        self._store = FeatureStore(repo_path=str(self._repo_dir))
+        self._store = connect(self._repo_dir)
+        self._load_views()
+
+    def _load_views(self) -> None:
+        try:
+            self._views = {
+                name: self.store.get_feature_view(name) for name in (USER_VIEW, ITEM_VIEW)
+            }
+        except Exception as error:
+            raise StartupError(f"feature views are not registered: {error}") from None
 
     @property
     def store(self) -> FeatureStore:
@@ -69,18 +86,57 @@ class FeastFeatures:
             for feature in projection.features
         }
 
+    def materialization_token(self) -> str:
+        """Changes whenever item features are materialized, as the registry records it."""
+        self.store.refresh_registry()
+        self._load_views()
+        intervals = self._views[ITEM_VIEW].materialization_intervals
+        return f"{len(intervals)}:{intervals[-1][1].isoformat() if intervals else ''}"
+
+    def _online_read(
+        self, view: str, key: str, ids: Sequence[str], refs: Sequence[str]
+    ) -> list[tuple[Any, dict[str, Any] | None]]:
+        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+        from feast.protos.feast.types.Value_pb2 import Value
+
+        keys = [EntityKey(join_keys=[key], entity_values=[Value(string_val=i)]) for i in ids]
+        try:
+            rows: list[tuple[Any, dict[str, Any] | None]] = self.store._get_provider().online_read(
+                config=self.store.config,
+                table=self._views[view],
+                entity_keys=keys,
+                requested_features=[ref.split(":")[1] for ref in refs],
+            )
+        except Exception as error:
+            raise unavailable(error) from error
+        # Redis answers a missing key with empty values where SQLite answers None.
+        return [(ts, values) if _found(values) else (None, None) for ts, values in rows]
+
+    def user(self, user_id: str) -> UserRow:
+        ((ts, values),) = self._online_read(USER_VIEW, "user_id", [user_id], USER_REFS)
+        if values is None:
+            return UserRow(np.zeros(0, np.float32), 0.0, 0.0, False, 0.0)
+        return UserRow(
+            vector=np.asarray(values["user_vector"].float_list_val.val, dtype=np.float32),
+            bias=values["user_bias"].float_val,
+            activity=values["user_activity"].float_val,
+            known=True,
+            timestamp=ts.timestamp(),
+        )
+
+    def items(self, item_ids: Sequence[str]) -> ItemRows:
+        """Item features straight from the online store, in one batched read."""
+        return item_rows_from_protos(self._online_read(ITEM_VIEW, "item_id", item_ids, ITEM_REFS))
+
     def _read(self, refs: Sequence[str], rows: list[dict[str, str]]) -> dict[str, list[Any]]:
         try:
             response = self.store.get_online_features(features=list(refs), entity_rows=rows)
             result: dict[str, list[Any]] = response.to_dict(include_event_timestamps=True)
         except Exception as error:
-            raise FeatureStoreUnavailable(
-                f"feature store read failed ({type(error).__name__}: {error}); "
-                "check the online store is reachable"
-            ) from error
+            raise unavailable(error) from error
         return result
 
-    def user(self, user_id: str) -> UserRow:
+    def user_via_sdk(self, user_id: str) -> UserRow:
         values = self._read(USER_REFS, [{"user_id": user_id}])
         vector = values["user_vector"][0]
         if vector is None:
@@ -93,7 +149,7 @@ class FeastFeatures:
             timestamp=float(values["user_vector__ts"][0]),
         )
 
-    def items(self, item_ids: Sequence[str]) -> ItemRows:
+    def items_via_sdk(self, item_ids: Sequence[str]) -> ItemRows:
         values = self._read(ITEM_REFS, [{"item_id": i} for i in item_ids])
         raw = values["item_vector"]
         dim = next((len(v) for v in raw if v is not None), 0)
@@ -106,3 +162,33 @@ class FeastFeatures:
             known=known,
             timestamp=np.where(known, np.asarray(values["item_vector__ts"], np.float64), 0.0),
         )
+
+
+def _found(values: dict[str, Any] | None) -> bool:
+    return values is not None and any(v.WhichOneof("val") for v in values.values())
+
+
+def unavailable(error: Exception) -> FeatureStoreUnavailable:
+    return FeatureStoreUnavailable(
+        f"feature store read failed ({type(error).__name__}: {error}); "
+        "check the online store is reachable"
+    )
+
+
+def item_rows_from_protos(rows: Sequence[tuple[Any, dict[str, Any] | None]]) -> ItemRows:
+    """ItemRows from online_read's (timestamp, {feature: ValueProto}) pairs."""
+    n = len(rows)
+    known = np.fromiter((values is not None for _, values in rows), dtype=bool, count=n)
+    found = [(ts, values) for ts, values in rows if values is not None]
+    dim = len(found[0][1]["item_vector"].float_list_val.val) if found else 0
+    vectors = np.zeros((n, dim), dtype=np.float32)
+    scalars_ = np.zeros((n, 3), dtype=np.float32)
+    timestamp = np.zeros(n, dtype=np.float64)
+    if found:
+        vectors[known] = [v["item_vector"].float_list_val.val for _, v in found]
+        scalars_[known] = [
+            (v["item_bias"].float_val, v["item_conversion"].float_val, v["item_price"].float_val)
+            for _, v in found
+        ]
+        timestamp[known] = [ts.timestamp() for ts, _ in found]
+    return ItemRows(vectors, scalars_[:, 0], scalars_[:, 1], scalars_[:, 2], known, timestamp)

@@ -31,3 +31,13 @@ class ItemRows:
 
     def __len__(self) -> int:
         return int(self.known.shape[0])
+
+    def take(self, rows: np.ndarray) -> ItemRows:
+        return ItemRows(
+            self.vectors[rows],
+            self.bias[rows],
+            self.conversion[rows],
+            self.price[rows],
+            self.known[rows],
+            self.timestamp[rows],
+        )

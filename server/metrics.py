@@ -37,9 +37,22 @@ class Metrics:
             registry=self.registry,
         )
 
+        # Labelled children resolved once: a labels() lookup per call costs microseconds.
+        self._stages: dict[str, Histogram] = {}
+        self._codes: dict[str, Counter] = {}
+
     def observe_stages(self, timings: dict[str, float]) -> None:
         for stage, seconds in timings.items():
-            self.stage_seconds.labels(stage).observe(seconds)
+            child = self._stages.get(stage)
+            if child is None:
+                child = self._stages[stage] = self.stage_seconds.labels(stage)
+            child.observe(seconds)
+
+    def count(self, code: str) -> None:
+        child = self._codes.get(code)
+        if child is None:
+            child = self._codes[code] = self.requests.labels(code)
+        child.inc()
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)

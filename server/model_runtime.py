@@ -65,6 +65,7 @@ class OnnxRanker:
     def __init__(self, info: ModelInfo, session: Any) -> None:
         self.info = info
         self._session = session
+        self._width = len(input_columns(info.vector_dim))
 
     @classmethod
     def load(cls, models_dir: Path, version: str | None, threads: int) -> OnnxRanker:
@@ -93,11 +94,10 @@ class OnnxRanker:
         return cls(info, session)
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        expected = len(input_columns(self.info.vector_dim))
-        if features.shape[1] != expected:
+        if features.shape[1] != self._width:
             raise FeatureSchemaMismatch(
                 f"served features make {features.shape[1]} model inputs, model "
-                f"{self.info.version} takes {expected}; re-materialize or retrain"
+                f"{self.info.version} takes {self._width}; re-materialize or retrain"
             )
         (scores,) = self._session.run([self.info.output_name], {self.info.input_name: features})
         return np.asarray(scores, dtype=np.float32).reshape(-1)

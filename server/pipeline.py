@@ -96,7 +96,7 @@ class RankingPipeline:
         now = time.time()
         item_age = np.where(items.known, now - items.timestamp, -1.0)
         return Ranking(
-            item_ids=[query.candidates[i] for i in order],
+            item_ids=list(map(query.candidates.__getitem__, order.tolist())),
             scores=np.where(items.known, scores, 0.0).astype(np.float32)[order],
             similarity=similarity[order],
             bias=bias[order],

@@ -7,8 +7,8 @@ import numpy as np
 
 def cosine_similarity(user_vector: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
     """cos(user, item) per item row; 0 wherever either vector is zero."""
-    user_norm = float(np.linalg.norm(user_vector))
-    item_norms = np.linalg.norm(item_vectors, axis=1)
+    user_norm = float(np.sqrt(user_vector @ user_vector))
+    item_norms = np.sqrt(np.einsum("ij,ij->i", item_vectors, item_vectors))
     dots = item_vectors @ user_vector
     denominator = item_norms * user_norm
     out = np.zeros_like(dots, dtype=np.float32)

@@ -52,8 +52,11 @@ class RankerServicer(pb_grpc.RankerServicer):
             query = to_query(request, self._settings)
             self._metrics.candidates.observe(len(request.candidate_item_ids))
             _check_deadline(context, "before ranking started")
-            loop = asyncio.get_running_loop()
-            ranking = await loop.run_in_executor(self._executor, self._pipeline.rank, query)
+            if len(query.candidates) <= self._settings.inline_max_candidates:
+                ranking = self._pipeline.rank(query)
+            else:
+                loop = asyncio.get_running_loop()
+                ranking = await loop.run_in_executor(self._executor, self._pipeline.rank, query)
             _check_deadline(context, "while ranking")
             serialise_started = time.perf_counter()
             page_size = request.page_size or self._settings.default_page_size
@@ -68,4 +71,4 @@ class RankerServicer(pb_grpc.RankerServicer):
         finally:
             self._in_flight -= 1
             self._metrics.in_flight.dec()
-            self._metrics.requests.labels(code.name).inc()
+            self._metrics.count(code.name)

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import grpc
 import pytest
 
 from features.workspace import Workspace
-from server.app import load_pipeline
-from server.config import Settings
+from server.app import load
+from server.config import Settings, feast_environment
 from tests.support import ServerThread, build_workspace
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # The Feast repo reads its stores from these, as under `shoprank`: the defaults
+    # here (SQLite, file registry), whatever the shell says.
+    os.environ.update(feast_environment(Settings()))
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +34,7 @@ def server_settings(workspace: Workspace) -> Settings:
 
 @pytest.fixture(scope="session")
 def channel(server_settings: Settings) -> Iterator[grpc.Channel]:
-    server = ServerThread(server_settings, load_pipeline(server_settings))
+    server = ServerThread(server_settings, load(server_settings))
     port = server.start()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
         yield ch

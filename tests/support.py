@@ -7,12 +7,11 @@ import threading
 from pathlib import Path
 
 from features import store
-from features.offline import build_offline_tables
+from features.offline import backfill
 from features.synthetic import SyntheticSpec, prepare
 from features.workspace import Workspace
-from server.app import Running, create_server
+from server.app import Loaded, Running, create_server
 from server.config import Settings
-from server.pipeline import RankingPipeline
 
 SMALL = SyntheticSpec(users=300, items=200, days=14, seed=11)
 
@@ -22,7 +21,7 @@ def build_workspace(home: Path, spec: SyntheticSpec = SMALL, train: bool = True)
     workspace = Workspace(home)
     prepare(workspace, spec)
     store.apply(workspace)
-    build_offline_tables(workspace)
+    backfill(workspace)
     store.materialize(workspace)
     if train:
         from training.train import TrainConfig
@@ -35,9 +34,9 @@ def build_workspace(home: Path, spec: SyntheticSpec = SMALL, train: bool = True)
 class ServerThread:
     """A grpc.aio server on its own event loop in a background thread."""
 
-    def __init__(self, settings: Settings, pipeline: RankingPipeline | None = None) -> None:
+    def __init__(self, settings: Settings, loaded: Loaded | None = None) -> None:
         self.settings = settings
-        self._pipeline = pipeline
+        self._loaded = loaded
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.running: Running | None = None
@@ -45,7 +44,7 @@ class ServerThread:
     def start(self) -> int:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            create_server(self.settings, self._pipeline), self._loop
+            create_server(self.settings, self._loaded), self._loop
         )
         self.running = future.result(timeout=60)
         return self.running.port

@@ -18,9 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from features.offline import item_rows, load_catalog, load_events, user_rows
+from features.offline import backfill, load_catalog, snapshot_file
 from features.prepare import write_dataset
 from features.schema import CATALOG_SCHEMA, EVENTS_SCHEMA, USERS_SCHEMA
 from features.workspace import Workspace
@@ -82,9 +83,14 @@ def test_item_vectors_are_inverse_frequency_weighted_and_unit_length(tiny: Works
     )
 
 
+def _rows(directory: Path, t: datetime) -> list[dict[str, object]]:
+    rows: list[dict[str, object]] = pq.read_table(snapshot_file(directory, t)).to_pylist()
+    return rows
+
+
 def test_user_rows_at_a_snapshot_use_only_earlier_events(tiny: Workspace) -> None:
-    catalog = load_catalog(tiny)
-    rows = user_rows(load_events(tiny, catalog), catalog, SNAPSHOT).to_pylist()
+    backfill(tiny, [SNAPSHOT])
+    rows = _rows(tiny.user_features_path, SNAPSHOT)
     assert [r["user_id"] for r in rows] == ["u0", "u1"]  # u2 acts only after the snapshot
     np.testing.assert_allclose(rows[0]["user_vector"], [0.707107, 0, 0.707107, 0], atol=1e-6)
     np.testing.assert_allclose(rows[1]["user_vector"], [0.160006, 0.809573, 0.564792, 0], atol=1e-6)
@@ -95,8 +101,8 @@ def test_user_rows_at_a_snapshot_use_only_earlier_events(tiny: Workspace) -> Non
 
 
 def test_item_rows_hold_smoothed_popularity_and_conversion(tiny: Workspace) -> None:
-    catalog = load_catalog(tiny)
-    rows = item_rows(load_events(tiny, catalog), catalog, SNAPSHOT).to_pylist()
+    backfill(tiny, [SNAPSHOT])
+    rows = _rows(tiny.item_features_path, SNAPSHOT)
     # |C| = [2, 1, 0]: log(2 + |C|) / log(2 + 2)
     assert [r["item_bias"] for r in rows] == pytest.approx([1.0, np.log(3) / np.log(4), 0.5])
     # converting users, shrunk to the rate 1/3 with 10 pseudo-users
@@ -108,8 +114,8 @@ def test_item_rows_hold_smoothed_popularity_and_conversion(tiny: Workspace) -> N
 
 
 def test_a_later_snapshot_sees_the_later_events(tiny: Workspace) -> None:
-    catalog = load_catalog(tiny)
     later = T0 + timedelta(days=2)
-    rows = user_rows(load_events(tiny, catalog), catalog, later).to_pylist()
+    backfill(tiny, [SNAPSHOT, later])
+    rows = _rows(tiny.user_features_path, later)
     assert [r["user_id"] for r in rows] == ["u0", "u1", "u2"]
     np.testing.assert_allclose(rows[2]["user_vector"], [0, 0.894427, 0.447214, 0], atol=1e-6)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 
 from features.workspace import Workspace
-from server.app import load_pipeline
+from server.app import Loaded, load
 from server.config import Settings
 from server.errors import StartupError
 from server.feature_rows import ItemRows, UserRow
@@ -46,7 +47,7 @@ def test_a_model_that_does_not_match_the_feature_service_refuses_to_start(
 ) -> None:
     _drop_feature_from_model(copied, "item_features:item_price")
     with pytest.raises(StartupError, match=r"item_features:item_price"):
-        load_pipeline(Settings(home=copied.home, port=0))
+        load(Settings(home=copied.home, port=0))
 
 
 def test_serve_exits_with_one_line_naming_the_mismatch(copied: Workspace) -> None:
@@ -85,10 +86,17 @@ def test_without_a_model_the_server_ranks_by_similarity_times_bias(copied: Works
         assert list(item.parts.flags) == [Flag.HEURISTIC]
 
 
-def test_a_missing_online_store_gets_unavailable(copied: Workspace) -> None:
+def test_a_missing_online_store_refuses_to_start(copied: Workspace) -> None:
     (copied.repo_dir / "data" / "online_store.db").unlink()
+    with pytest.raises(StartupError, match="cannot load the item cache: feature store read failed"):
+        load(Settings(home=copied.home, port=0))
+
+
+def test_an_online_store_failing_mid_flight_gets_unavailable(copied: Workspace) -> None:
     server = ServerThread(Settings(home=copied.home, port=0))
     port = server.start()
+    with sqlite3.connect(copied.repo_dir / "data" / "online_store.db") as db:
+        db.execute("DROP TABLE shoprank_user_features")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             request = pb.RankRequest(user_id="user_000001", candidate_item_ids=["item_000000"])
@@ -105,9 +113,11 @@ class SlowFeatures:
 
     def __init__(self, delay: float) -> None:
         self.delay = delay
+        self.entered = threading.Event()
         self.release = threading.Event()
 
     def user(self, user_id: str) -> UserRow:
+        self.entered.set()
         self.release.wait(self.delay)
         return UserRow(np.ones(2, np.float32), 0.5, 1.0, True, time.time())
 
@@ -127,7 +137,7 @@ class SlowFeatures:
 def slow_server(tmp_path: Path) -> Iterator[tuple[grpc.Channel, SlowFeatures]]:
     features = SlowFeatures(delay=5.0)
     settings = Settings(home=tmp_path, port=0, max_in_flight=1)
-    server = ServerThread(settings, RankingPipeline(features, None, ""))
+    server = ServerThread(settings, Loaded(RankingPipeline(features, None, "")))
     port = server.start()
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         yield channel, features
@@ -151,17 +161,18 @@ def test_calls_over_the_in_flight_limit_are_shed(
     channel, features = slow_server
     stub = pb_grpc.RankerStub(channel)
     request = pb.RankRequest(user_id="u", candidate_item_ids=["a"])
-    first = stub.Rank(request, timeout=30)
-    deadline = time.time() + 10
-    while time.time() < deadline:  # wait until the first call holds the only slot
-        try:
-            list(stub.Rank(request, timeout=30))
-        except grpc.RpcError as error:
-            assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-            assert "limit of 1 concurrent rankings" in error.details()
-            break
-        time.sleep(0.05)
-    else:
-        pytest.fail("the second call was never shed")
+    first: list[str] = []
+    holder = threading.Thread(
+        target=lambda: first.extend(
+            i.item_id for page in stub.Rank(request, timeout=30) for i in page.items
+        )
+    )
+    holder.start()
+    assert features.entered.wait(10), "the first call never reached the pipeline"
+    with pytest.raises(grpc.RpcError) as raised:
+        list(stub.Rank(request, timeout=30))
+    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "limit of 1 concurrent rankings" in raised.value.details()
     features.release.set()
-    assert [i.item_id for page in first for i in page.items] == ["a"]
+    holder.join(timeout=10)
+    assert first == ["a"]

@@ -1,0 +1,307 @@
+"""Serving benchmark: shoprank against its baselines, in one run, per online store.
+
+    .venv/bin/python bench/serve.py [--stores sqlite,redis] [--duration 8] [--processes 2]
+
+For each store it builds (or reuses) a synthetic workspace, starts
+`shoprank serve` and, on the same port count, the transport-only server of
+bench/transport_server.py, then measures:
+  1. Rank over 100 candidates (top_k 100), concurrency 1, p50, against one Feast
+     SDK get_online_features call for the same user and 100 items;
+  2. Rank over 1000 candidates (top_k 100), concurrency 1, p99, against the SDK
+     call for 1000 items;
+  3. QPS at concurrency 32 over 100 candidates, against the transport-only
+     server streaming the same response bytes.
+Everything runs on loopback, bounded in time, and stops by itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from features.workspace import Workspace
+from server import loadtest
+from server.config import Settings, feast_environment
+from server.processes import free_port
+from server.proto.shoprank.v1 import ranking_pb2 as pb
+from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+SHOPRANK = [sys.executable, "-m", "server.cli"]
+
+
+@contextmanager
+def redis_server() -> Iterator[str]:
+    port = free_port("127.0.0.1")
+    workdir = tempfile.mkdtemp(prefix="bench-redis-")
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 10
+        while (
+            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout
+            != b"PONG\n"
+        ):
+            if time.time() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.1)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(10)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def build_workspace(home: Path, env: dict[str, str], users: int, items: int) -> None:
+    command = [
+        *SHOPRANK,
+        "pipeline",
+        "--dataset",
+        "synthetic",
+        "--home",
+        str(home),
+        "--users",
+        str(users),
+        "--items",
+        str(items),
+    ]
+    subprocess.run(command, env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
+    deadline = time.time() + timeout
+    with grpc.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.time() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"server exited with {process.returncode}")
+            try:
+                status = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1).status
+                if status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.RpcError:
+                time.sleep(0.3)
+    raise RuntimeError(f"{target} did not become SERVING")
+
+
+@contextmanager
+def running(commands: list[list[str]], target: str, env: dict[str, str]) -> Iterator[None]:
+    processes = [
+        subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for c in commands
+    ]
+    try:
+        wait_serving(target, processes[0])
+        yield
+    finally:
+        for p in processes:
+            p.terminate()
+        for p in processes:
+            try:
+                p.wait(20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def requests_for(workspace: Workspace, n: int, candidates: int, seed: int) -> list[pb.RankRequest]:
+    import pyarrow.parquet as pq
+
+    users = pq.read_table(workspace.events_path, columns=["user_id"])["user_id"].unique()
+    items = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_numpy()
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(np.asarray(users.to_pylist()), size=n)
+    return [
+        pb.RankRequest(
+            user_id=str(u),
+            candidate_item_ids=rng.choice(items, candidates, replace=False),
+            top_k=100,
+        )
+        for u in picked
+    ]
+
+
+def sdk_latency(home: Path, requests: list[pb.RankRequest], seconds: float) -> dict[str, float]:
+    """p50/p99 ms of the bare Feast SDK read a naive server would make per request."""
+    from feast import FeatureStore
+
+    store = FeatureStore(repo_path=str(Workspace(home).repo_dir))
+    service = store.get_feature_service("ranker_v1")
+    times = []
+    deadline = time.perf_counter() + seconds
+    i = 0
+    while time.perf_counter() < deadline or i < 20:
+        r = requests[i % len(requests)]
+        rows = [{"user_id": r.user_id, "item_id": item} for item in r.candidate_item_ids]
+        t = time.perf_counter()
+        store.get_online_features(features=service, entity_rows=rows).to_dict()
+        times.append(time.perf_counter() - t)
+        i += 1
+    ms = np.asarray(times[5:]) * 1e3
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p99_ms": float(np.percentile(ms, 99)),
+        "calls": float(ms.size),
+    }
+
+
+def transport_pages(target: str, request: pb.RankRequest, path: Path) -> None:
+    sys.path.insert(0, str(HERE))
+    from transport_server import write_pages
+
+    with grpc.insecure_channel(target) as channel:
+        pages = list(pb_grpc.RankerStub(channel).Rank(request, timeout=10))
+    write_pages(path, [p.SerializeToString() for p in pages])
+
+
+def bench_store(store: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
+    with redis_server() if store == "redis" else _nothing() as redis:
+        settings = Settings(online_store=store, redis=redis or Settings().redis)
+        env = {**os.environ, **feast_environment(settings), "SHOPRANK_ONLINE_STORE": store}
+        if redis:
+            env["SHOPRANK_REDIS"] = redis
+        os.environ.update(feast_environment(settings))
+        home = out / f"home-{store}"
+        if store == "redis" or not (home / "models" / "CURRENT").exists():
+            shutil.rmtree(home, ignore_errors=True)
+            started = time.perf_counter()
+            build_workspace(home, env, args.users, args.items)
+            print(f"[{store}] workspace built in {time.perf_counter() - started:.0f}s", flush=True)
+        return measure(store, home, env, args, out)
+
+
+@contextmanager
+def _nothing() -> Iterator[str]:
+    yield ""
+
+
+def measure(
+    store: str, home: Path, env: dict[str, str], args: argparse.Namespace, out: Path
+) -> dict[str, object]:
+    workspace = Workspace(home)
+    small = requests_for(workspace, 300, 100, seed=1)
+    large = requests_for(workspace, 60, 1000, seed=2)
+    sdk100 = sdk_latency(home, small, args.sdk_seconds)
+    sdk1000 = sdk_latency(home, large, args.sdk_seconds * 2)
+    port = free_port("127.0.0.1")
+    target = f"127.0.0.1:{port}"
+    serve = [
+        *SHOPRANK,
+        "serve",
+        "--home",
+        str(home),
+        "--port",
+        str(port),
+        "--processes",
+        str(args.processes),
+    ]
+    with running([serve], target, env):
+        c1 = asyncio.run(loadtest.run(target, small, args.duration, 1))
+        c1_large = asyncio.run(loadtest.run(target, large, args.duration, 1))
+        c32 = asyncio.run(loadtest.run(target, small, args.duration, 32, connections=4))
+        pages = out / f"pages-{store}.bin"
+        transport_pages(target, small[0], pages)
+    port = free_port("127.0.0.1")
+    target = f"127.0.0.1:{port}"
+    transport = [
+        [
+            sys.executable,
+            str(HERE / "transport_server.py"),
+            "--port",
+            str(port),
+            "--pages",
+            str(pages),
+        ]
+        for _ in range(args.processes)
+    ]
+    with running(transport, target, env):
+        base32 = asyncio.run(loadtest.run(target, small, args.duration, 32, connections=4))
+    return {
+        "store": store,
+        "sdk_100": sdk100,
+        "sdk_1000": sdk1000,
+        "rank_100_c1": c1.__dict__,
+        "rank_1000_c1": c1_large.__dict__,
+        "rank_100_c32": c32.__dict__,
+        "transport_100_c32": base32.__dict__,
+        "ratio_p50_100": c1.p50_ms / sdk100["p50_ms"],
+        "ratio_p99_1000": c1_large.p99_ms / sdk1000["p99_ms"],
+        "ratio_qps_c32": c32.qps / base32.qps,
+    }
+
+
+def print_table(results: list[dict[str, object]], processes: int) -> None:
+    print(f"\nshoprank serve --processes {processes}; loadgen in this process; 2 cores shared")
+    header = f"{'store':<7} {'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>7}"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        rows = [
+            ("Feast SDK get_online_features, 100 rows", r["sdk_100"], None),
+            ("Rank 100 cand, top_k 100, c=1", r["rank_100_c1"], "qps"),
+            ("Feast SDK get_online_features, 1000 rows", r["sdk_1000"], None),
+            ("Rank 1000 cand, top_k 100, c=1", r["rank_1000_c1"], "qps"),
+            ("transport-only server, c=32", r["transport_100_c32"], "qps"),
+            ("Rank 100 cand, top_k 100, c=32", r["rank_100_c32"], "qps"),
+        ]
+        for name, m, qps in rows:
+            assert isinstance(m, dict)
+            q = f"{m['qps']:>7.0f}" if qps else f"{'':>7}"
+            print(f"{r['store']:<7} {name:<44} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {q}")
+        targets = [
+            ("Rank-100 p50 / SDK-100 p50", r["ratio_p50_100"], "<= 0.5"),
+            ("Rank-1000 p99 / SDK-1000 p99", r["ratio_p99_1000"], "<= 0.25"),
+            ("Rank QPS / transport QPS (c=32)", r["ratio_qps_c32"], ">= 0.5"),
+        ]
+        for name, value, target in targets:
+            print(f"{r['store']:<7} ratio {name:<37} = {value:.3f}  (target {target})")
+
+
+def main() -> None:
+    warnings.filterwarnings("ignore")
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stores", default="sqlite,redis")
+    parser.add_argument("--duration", type=float, default=8.0)
+    parser.add_argument("--sdk-seconds", type=float, default=4.0)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--users", type=int, default=2000)
+    parser.add_argument("--items", type=int, default=5000)
+    parser.add_argument("--out", type=Path, default=HERE / "out")
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    results = [bench_store(store, args, args.out) for store in args.stores.split(",")]
+    print_table(results, args.processes)
+    (args.out / "serve.json").write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,70 @@
+"""The transport-only baseline: a Ranker that streams fixed, pre-serialised
+response bytes and computes nothing, so a benchmark can tell gRPC's own cost
+from shoprank's.
+
+    python bench/transport_server.py --port P --pages pages.bin
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+
+def read_pages(path: Path) -> list[bytes]:
+    """Length-prefixed (uint32 big-endian) serialised RankResponse messages."""
+    data = path.read_bytes()
+    pages, offset = [], 0
+    while offset < len(data):
+        (size,) = struct.unpack_from(">I", data, offset)
+        pages.append(data[offset + 4 : offset + 4 + size])
+        offset += 4 + size
+    return pages
+
+
+def write_pages(path: Path, pages: list[bytes]) -> None:
+    path.write_bytes(b"".join(struct.pack(">I", len(p)) + p for p in pages))
+
+
+async def serve(port: int, pages: list[bytes], ready: Path | None) -> None:
+    async def rank(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        for page in pages:
+            yield page
+
+    handler = grpc.method_handlers_generic_handler(
+        "shoprank.v1.Ranker",
+        {
+            "Rank": grpc.unary_stream_rpc_method_handler(
+                rank, request_deserializer=None, response_serializer=None
+            )
+        },
+    )
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers((handler,))
+    health_servicer = health.aio.HealthServicer()  # so the benchmark can wait for it
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    bound = server.add_insecure_port(f"127.0.0.1:{port}")
+    await server.start()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    if ready is not None:
+        ready.write_text(str(bound))
+    await server.wait_for_termination()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--pages", type=Path, required=True)
+    parser.add_argument("--ready", type=Path, help="write the bound port here when serving")
+    args = parser.parse_args()
+    asyncio.run(serve(args.port, read_pages(args.pages), args.ready))
+
+
+if __name__ == "__main__":
+    main()
