@@ -23,7 +23,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import grpc
 import numpy as np
+from common import redis_server  # bench/ is on sys.path when run as a script
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from features.workspace import Workspace
@@ -44,42 +44,6 @@ from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 SHOPRANK = [sys.executable, "-m", "server.cli"]
-
-
-@contextmanager
-def redis_server() -> Iterator[str]:
-    port = free_port("127.0.0.1")
-    workdir = tempfile.mkdtemp(prefix="bench-redis-")
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 10
-        while (
-            subprocess.run(["redis-cli", "-p", str(port), "ping"], capture_output=True).stdout
-            != b"PONG\n"
-        ):
-            if time.time() > deadline:
-                raise RuntimeError("redis-server did not start")
-            time.sleep(0.1)
-        yield f"127.0.0.1:{port}"
-    finally:
-        process.terminate()
-        process.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def build_workspace(home: Path, env: dict[str, str], users: int, items: int) -> None:

@@ -72,11 +72,22 @@ def definitions(repo_dir: Path) -> list[Any]:
     """
     # Run the repo's own file afresh: each call gets new objects to anchor.
     d = runpy.run_path(str(repo_dir / "definitions.py"))
-    for source in (d["user_source"], d["item_source"]):
+    sources = ("user_source", "item_source", "user_embeddings_source", "item_embeddings_source")
+    for source in (d[name] for name in sources):
         path = Path(source.file_options.uri)
         if not path.is_absolute():
             source.file_options.uri = str(repo_dir.resolve() / path)
-    return [d[name] for name in ("user", "item", "user_features", "item_features", "ranker_v1")]
+    names = (
+        "user",
+        "item",
+        "user_features",
+        "item_features",
+        "user_embeddings",
+        "item_embeddings",
+        "ranker_v1",
+        "ranker_v2",
+    )
+    return [d[name] for name in names]
 
 
 def apply(workspace: Workspace) -> list[str]:
@@ -105,19 +116,24 @@ def materialize(
     batches per feature view and holds the latest row per entity, not the
     history. Returns the entities written per feature view.
     """
-    tables = {
+    candidates = {
         "user_features": (workspace.user_features_path, "user_id"),
         "item_features": (workspace.item_features_path, "item_id"),
+        "user_embeddings": (workspace.user_embeddings_path, "user_id"),
+        "item_embeddings": (workspace.item_embeddings_path, "item_id"),
     }
+    # Views whose tables have no file yet (embeddings before training) are skipped.
+    tables = {v: t for v, t in candidates.items() if any(t[0].glob("*.parquet"))}
     low, high = _time_range([path for path, _ in tables.values()])
     end = end or high + timedelta(seconds=1)
     store = open_store(workspace)
+    views = list(tables)
     if incremental:
         start = _last_end(store) or low
-        store.materialize_incremental(end_date=end)
+        store.materialize_incremental(end_date=end, feature_views=views)
     else:
         start = start or low
-        store.materialize(start_date=start, end_date=end)
+        store.materialize(start_date=start, end_date=end, feature_views=views)
     counts = {
         view: _entities_in_range(path, key, start, end) for view, (path, key) in tables.items()
     }

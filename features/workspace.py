@@ -58,6 +58,14 @@ class Workspace:
         return self.offline_dir / "item_features"
 
     @property
+    def user_embeddings_path(self) -> Path:
+        return self.offline_dir / "user_embeddings"
+
+    @property
+    def item_embeddings_path(self) -> Path:
+        return self.offline_dir / "item_embeddings"
+
+    @property
     def vocabulary_path(self) -> Path:
         return self.offline_dir / "vocabulary.json"
 

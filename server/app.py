@@ -92,11 +92,14 @@ def load(settings: Settings) -> Loaded:
     else:
         model = OnnxRanker.load(workspace.models_dir, version, settings.model_threads)
         check_wiring(model.info, feast.service_refs(model.info.feature_service))
+        if model.info.embeddings:
+            feast.enable_embeddings()
     try:
         refresher.load()
     except FeatureStoreUnavailable as error:
         raise StartupError(f"cannot load the item cache: {error}") from None
-    pipeline = RankingPipeline(CachedFeatures(feast, cache), model, version or "")
+    embeddings = model is not None and model.info.embeddings
+    pipeline = RankingPipeline(CachedFeatures(feast, cache), model, version or "", embeddings)
     return Loaded(pipeline, refresher)
 
 

@@ -64,6 +64,7 @@ def _parts(ranking: Ranking, i: int) -> pb.ScoreParts:
         user_feature_age_seconds=ranking.user_age,
         item_feature_age_seconds=float(ranking.item_age[i]),
         flags=_flags(ranking, i),
+        embedding_score=float(ranking.embedding_score[i]),
     )
 
 

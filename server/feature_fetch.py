@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -16,6 +17,10 @@ if TYPE_CHECKING:
 
 USER_VIEW: Final = "user_features"
 ITEM_VIEW: Final = "item_features"
+USER_EMBEDDING_VIEW: Final = "user_embeddings"
+ITEM_EMBEDDING_VIEW: Final = "item_embeddings"
+USER_EMBEDDING_REFS: Final = (f"{USER_EMBEDDING_VIEW}:user_embedding",)
+ITEM_EMBEDDING_REFS: Final = (f"{ITEM_EMBEDDING_VIEW}:item_embedding",)
 USER_REFS: Final = tuple(f"{USER_VIEW}:{n}" for n in ("user_vector", "user_bias", "user_activity"))
 ITEM_REFS: Final = tuple(
     f"{ITEM_VIEW}:{n}" for n in ("item_vector", "item_bias", "item_conversion", "item_price")
@@ -49,6 +54,7 @@ class FeastFeatures:
         self._repo_dir = repo_dir
         self._store: FeatureStore | None = None
         self._views: dict[str, Any] = {}
+        self.embeddings = False
 
     def load(self) -> None:
         if not (self._repo_dir / "feature_store.yaml").exists():
@@ -62,11 +68,13 @@ class FeastFeatures:
 
     def _load_views(self) -> None:
         try:
-            self._views = {
-                name: self.store.get_feature_view(name) for name in (USER_VIEW, ITEM_VIEW)
-            }
+            views = {view.name: view for view in self.store.list_feature_views()}
         except Exception as error:
-            raise StartupError(f"feature views are not registered: {error}") from None
+            raise StartupError(f"cannot read the feature registry: {error}") from None
+        missing = {USER_VIEW, ITEM_VIEW} - set(views)
+        if missing:
+            raise StartupError(f"feature views {sorted(missing)} are not registered")
+        self._views = views
 
     @property
     def store(self) -> FeatureStore:
@@ -112,21 +120,48 @@ class FeastFeatures:
         # Redis answers a missing key with empty values where SQLite answers None.
         return [(ts, values) if _found(values) else (None, None) for ts, values in rows]
 
+    def enable_embeddings(self) -> None:
+        """Also read the learned embeddings (a second view per entity type)."""
+        missing = {USER_EMBEDDING_VIEW, ITEM_EMBEDDING_VIEW} - set(self._views)
+        if missing:
+            raise StartupError(
+                f"the model uses embeddings, but view(s) {sorted(missing)} are not registered; "
+                "run `shoprank features apply`"
+            )
+        self.embeddings = True
+
     def user(self, user_id: str) -> UserRow:
         ((ts, values),) = self._online_read(USER_VIEW, "user_id", [user_id], USER_REFS)
+        embedding = self._user_embedding(user_id) if self.embeddings else None
         if values is None:
-            return UserRow(np.zeros(0, np.float32), 0.0, 0.0, False, 0.0)
+            return UserRow(np.zeros(0, np.float32), 0.0, 0.0, False, 0.0, embedding)
         return UserRow(
             vector=np.asarray(values["user_vector"].float_list_val.val, dtype=np.float32),
             bias=values["user_bias"].float_val,
             activity=values["user_activity"].float_val,
             known=True,
             timestamp=ts.timestamp(),
+            embedding=embedding,
         )
 
+    def _user_embedding(self, user_id: str) -> np.ndarray:
+        ((_, values),) = self._online_read(
+            USER_EMBEDDING_VIEW, "user_id", [user_id], USER_EMBEDDING_REFS
+        )
+        if values is None:
+            return np.zeros(0, np.float32)
+        return np.asarray(values["user_embedding"].float_list_val.val, dtype=np.float32)
+
     def items(self, item_ids: Sequence[str]) -> ItemRows:
-        """Item features straight from the online store, in one batched read."""
-        return item_rows_from_protos(self._online_read(ITEM_VIEW, "item_id", item_ids, ITEM_REFS))
+        """Item features straight from the online store, one batched read per view."""
+        rows = item_rows_from_protos(self._online_read(ITEM_VIEW, "item_id", item_ids, ITEM_REFS))
+        if not self.embeddings:
+            return rows
+        read = self._online_read(ITEM_EMBEDDING_VIEW, "item_id", item_ids, ITEM_EMBEDDING_REFS)
+        values = [None if v is None else v["item_embedding"].float_list_val.val for _, v in read]
+        dim = next((len(v) for v in values if v is not None), 0)
+        embeddings, _ = vectors_from_lists(values, dim)
+        return replace(rows, embeddings=embeddings)
 
     def _read(self, refs: Sequence[str], rows: list[dict[str, str]]) -> dict[str, list[Any]]:
         try:
@@ -150,10 +185,16 @@ class FeastFeatures:
         )
 
     def items_via_sdk(self, item_ids: Sequence[str]) -> ItemRows:
-        values = self._read(ITEM_REFS, [{"item_id": i} for i in item_ids])
+        refs = ITEM_REFS + (ITEM_EMBEDDING_REFS if self.embeddings else ())
+        values = self._read(refs, [{"item_id": i} for i in item_ids])
         raw = values["item_vector"]
         dim = next((len(v) for v in raw if v is not None), 0)
         vectors, known = vectors_from_lists(raw, dim)
+        embeddings = None
+        if self.embeddings:
+            found = values["item_embedding"]
+            width = next((len(v) for v in found if v is not None), 0)
+            embeddings, _ = vectors_from_lists(found, width)
         return ItemRows(
             vectors=vectors,
             bias=scalars(values["item_bias"]),
@@ -161,6 +202,7 @@ class FeastFeatures:
             price=scalars(values["item_price"]),
             known=known,
             timestamp=np.where(known, np.asarray(values["item_vector__ts"], np.float64), 0.0),
+            embeddings=embeddings,
         )
 
 

@@ -16,6 +16,8 @@ class UserRow:
     activity: float
     known: bool
     timestamp: float  # epoch seconds of the feature row; 0 when unknown
+    # float32 [E] learned embedding; None when not served, zeros when the user has none.
+    embedding: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class ItemRows:
     price: np.ndarray  # float32 [n]
     known: np.ndarray  # bool [n]
     timestamp: np.ndarray  # float64 [n] epoch seconds; 0 when unknown
+    # float32 [n, E] learned embeddings; None when not served, zero rows where missing.
+    embeddings: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.known.shape[0])
@@ -40,4 +44,5 @@ class ItemRows:
             self.price[rows],
             self.known[rows],
             self.timestamp[rows],
+            None if self.embeddings is None else self.embeddings[rows],
         )

@@ -39,6 +39,8 @@ class ItemTable:
         self.known = np.zeros(size, dtype=bool)
         self.last_used = np.zeros(size, dtype=np.int64)
         self.used = 0
+        # Learned embeddings, when the store serves them: [size, E].
+        self.embeddings: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.index)
@@ -60,6 +62,7 @@ class ItemTable:
             price=scalars[:, 2],
             known=self.known[slots],
             timestamp=self.timestamp[slots],
+            embeddings=None if self.embeddings is None else self.embeddings[slots],
         )
 
     def put(self, ids: Sequence[str], rows: ItemRows, tick: int) -> None:
@@ -70,9 +73,25 @@ class ItemTable:
         self.timestamp[slots] = rows.timestamp
         self.known[slots] = rows.known
         self.last_used[slots] = tick
+        if rows.embeddings is not None:
+            self._put_embeddings(slots, rows.embeddings)
         for slot, item_id in zip(slots.tolist(), ids, strict=True):
             self.ids[slot] = item_id
             self.index[item_id] = slot
+
+    def _put_embeddings(self, slots: np.ndarray, embeddings: np.ndarray) -> None:
+        width = embeddings.shape[1]
+        if self.embeddings is None or (self.embeddings.shape[1] == 0 and width):
+            self.embeddings = np.zeros((len(self.ids), width), dtype=np.float32)
+        if width == 0:  # none of these items has an embedding
+            self.embeddings[slots] = 0.0
+            return
+        if width != self.embeddings.shape[1]:
+            raise FeatureSchemaMismatch(
+                f"item embeddings now have {width} dimensions, the cache holds "
+                f"{self.embeddings.shape[1]}; re-materialize all item embeddings"
+            )
+        self.embeddings[slots] = embeddings
 
     def _fit_dim(self, rows: ItemRows) -> np.ndarray:
         if not rows.known.any():
@@ -98,6 +117,11 @@ class ItemTable:
         self.timestamp = np.concatenate([self.timestamp, np.zeros(extra)])
         self.known = np.concatenate([self.known, np.zeros(extra, bool)])
         self.last_used = np.concatenate([self.last_used, np.zeros(extra, np.int64)])
+        if self.embeddings is not None:
+            width = self.embeddings.shape[1]
+            self.embeddings = np.concatenate(
+                [self.embeddings, np.zeros((extra, width), np.float32)]
+            )
 
     def _slots_for(self, count: int) -> np.ndarray:
         """`count` slots to write: free ones first, then the least recently used."""

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from server.errors import FeatureSchemaMismatch, StartupError
-from server.model_inputs import FEAST_FEATURES, input_columns
+from server.model_inputs import feast_features, input_columns
 from training import registry
 
 
@@ -22,6 +22,7 @@ class ModelInfo:
     vector_dim: int
     input_name: str
     output_name: str
+    embeddings: bool = False
 
 
 def check_wiring(info: ModelInfo, service_refs: Set[str]) -> None:
@@ -35,10 +36,10 @@ def check_wiring(info: ModelInfo, service_refs: Set[str]) -> None:
             f"the model needs {missing or 'nothing more'}, the service also serves "
             f"{extra or 'nothing more'}; retrain, or apply the matching feature repo"
         )
-    if recorded != set(FEAST_FEATURES):
+    if recorded not in (set(feast_features(False)), set(feast_features(True))):
         raise StartupError(
             f"model {info.version} was trained on features {sorted(recorded)}, but this "
-            f"server assembles {sorted(FEAST_FEATURES)}; deploy a matching server version"
+            f"server assembles {sorted(feast_features(info.embeddings))}; deploy a matching server"
         )
 
 
@@ -51,10 +52,11 @@ def _info(version: str, metadata: dict[str, Any]) -> ModelInfo:
             vector_dim=int(metadata["vector_dim"]),
             input_name=metadata["input_name"],
             output_name=metadata["output_name"],
+            embeddings=bool(metadata.get("embeddings", False)),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise StartupError(f"model {version} metadata is incomplete: {error!r}") from None
-    if metadata.get("input_columns") != input_columns(info.vector_dim):
+    if metadata.get("input_columns") != input_columns(info.vector_dim, info.embeddings):
         raise StartupError(f"model {version} expects other input columns than this server builds")
     return info
 
@@ -65,7 +67,7 @@ class OnnxRanker:
     def __init__(self, info: ModelInfo, session: Any) -> None:
         self.info = info
         self._session = session
-        self._width = len(input_columns(info.vector_dim))
+        self._width = len(input_columns(info.vector_dim, info.embeddings))
 
     @classmethod
     def load(cls, models_dir: Path, version: str | None, threads: int) -> OnnxRanker:

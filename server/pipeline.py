@@ -52,6 +52,7 @@ class Ranking:
     bias: np.ndarray
     model_score: np.ndarray
     heuristic: np.ndarray
+    embedding_score: np.ndarray
     item_age: np.ndarray  # seconds; -1 for unknown items
     unknown_item: np.ndarray  # bool
     cold_start: bool
@@ -65,10 +66,34 @@ def distinct(ids: list[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+def embedding_parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndarray]:
+    """(dot product, cosine) of the learned embeddings; zeros where either side has none."""
+    n = len(items)
+    zeros = np.zeros(n, dtype=np.float32)
+    if user.embedding is None or items.embeddings is None or user.embedding.size == 0:
+        return zeros, zeros
+    if items.embeddings.shape[1] != user.embedding.size:
+        if not items.embeddings.shape[1]:
+            return zeros, zeros
+        raise FeatureSchemaMismatch(
+            f"user embeddings have {user.embedding.size} dimensions, item embeddings "
+            f"{items.embeddings.shape[1]}; re-publish the embeddings"
+        )
+    score = (items.embeddings @ user.embedding).astype(np.float32)
+    return score, cosine_similarity(user.embedding, items.embeddings)
+
+
 class RankingPipeline:
-    def __init__(self, features: FeatureSource, model: Scorer | None, version: str) -> None:
+    def __init__(
+        self,
+        features: FeatureSource,
+        model: Scorer | None,
+        version: str,
+        embeddings: bool = False,
+    ) -> None:
         self._features = features
         self._model = model
+        self._embeddings = embeddings  # the model takes the embedding inputs
         self._version = version if model is not None else HEURISTIC_VERSION
 
     @property
@@ -81,9 +106,13 @@ class RankingPipeline:
         items = self._features.items(query.candidates)
         fetched = time.perf_counter()
         similarity, bias, heuristic = self._parts(user, items)
+        embedded = embedding_parts(user, items)
         model_score = np.zeros(len(items), dtype=np.float32)
         if user.known and self._model is not None and items.known.any():
-            model_score = self._model.score(self._inputs(user, items, similarity, bias))
+            inputs = self._inputs(
+                user, items, similarity, bias, embedded if self._embeddings else None
+            )
+            model_score = self._model.score(inputs)
         scored = time.perf_counter()
         if not user.known:
             scores = bias
@@ -102,6 +131,7 @@ class RankingPipeline:
             bias=bias[order],
             model_score=model_score[order],
             heuristic=heuristic[order],
+            embedding_score=embedded[0][order],
             item_age=item_age[order],
             unknown_item=~items.known[order],
             cold_start=not user.known,
@@ -131,7 +161,11 @@ class RankingPipeline:
 
     @staticmethod
     def _inputs(
-        user: UserRow, items: ItemRows, similarity: np.ndarray, bias: np.ndarray
+        user: UserRow,
+        items: ItemRows,
+        similarity: np.ndarray,
+        bias: np.ndarray,
+        embedded: tuple[np.ndarray, np.ndarray] | None,
     ) -> np.ndarray:
         return assemble(
             similarity,
@@ -143,4 +177,5 @@ class RankingPipeline:
             items.bias,
             items.conversion,
             items.price,
+            embedded,
         )

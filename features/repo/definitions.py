@@ -58,5 +58,43 @@ item_features = FeatureView(
     source=item_source,
 )
 
+user_embeddings_source = FileSource(
+    name="user_embeddings_source",
+    path="offline/user_embeddings/*.parquet",
+    file_format=ParquetFormat(),
+    timestamp_field="event_timestamp",
+)
+
+item_embeddings_source = FileSource(
+    name="item_embeddings_source",
+    path="offline/item_embeddings/*.parquet",
+    file_format=ParquetFormat(),
+    timestamp_field="event_timestamp",
+)
+
+# Learned by training (matrix factorization on training interactions) and published back.
+user_embeddings = FeatureView(
+    name="user_embeddings",
+    entities=[user],
+    ttl=NO_EXPIRY,
+    schema=[Field(name="user_embedding", dtype=Array(Float32))],
+    source=user_embeddings_source,
+)
+
+# The item side of the same factorization: score(u, i) = user_embedding . item_embedding.
+item_embeddings = FeatureView(
+    name="item_embeddings",
+    entities=[item],
+    ttl=NO_EXPIRY,
+    schema=[Field(name="item_embedding", dtype=Array(Float32))],
+    source=item_embeddings_source,
+)
+
 # What ranker v1 consumes; a model records this name and is checked against it.
 ranker_v1 = FeatureService(name="ranker_v1", features=[user_features, item_features])
+
+# Ranker v2 adds the learned embeddings.
+ranker_v2 = FeatureService(
+    name="ranker_v2",
+    features=[user_features, item_features, user_embeddings, item_embeddings],
+)

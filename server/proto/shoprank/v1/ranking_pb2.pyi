@@ -44,7 +44,7 @@ class RankedItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., parts: _Optional[_Union[ScoreParts, _Mapping]] = ...) -> None: ...
 
 class ScoreParts(_message.Message):
-    __slots__ = ("similarity", "bias", "model_score", "heuristic_score", "user_feature_age_seconds", "item_feature_age_seconds", "flags")
+    __slots__ = ("similarity", "bias", "model_score", "heuristic_score", "user_feature_age_seconds", "item_feature_age_seconds", "flags", "embedding_score")
     class Flag(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         FLAG_UNSPECIFIED: _ClassVar[ScoreParts.Flag]
@@ -62,6 +62,7 @@ class ScoreParts(_message.Message):
     USER_FEATURE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     ITEM_FEATURE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_SCORE_FIELD_NUMBER: _ClassVar[int]
     similarity: float
     bias: float
     model_score: float
@@ -69,4 +70,5 @@ class ScoreParts(_message.Message):
     user_feature_age_seconds: float
     item_feature_age_seconds: float
     flags: _containers.RepeatedScalarFieldContainer[ScoreParts.Flag]
-    def __init__(self, similarity: _Optional[float] = ..., bias: _Optional[float] = ..., model_score: _Optional[float] = ..., heuristic_score: _Optional[float] = ..., user_feature_age_seconds: _Optional[float] = ..., item_feature_age_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ...) -> None: ...
+    embedding_score: float
+    def __init__(self, similarity: _Optional[float] = ..., bias: _Optional[float] = ..., model_score: _Optional[float] = ..., heuristic_score: _Optional[float] = ..., user_feature_age_seconds: _Optional[float] = ..., item_feature_age_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ..., embedding_score: _Optional[float] = ...) -> None: ...
