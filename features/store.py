@@ -108,13 +108,15 @@ def materialize(
     start: datetime | None = None,
     end: datetime | None = None,
     incremental: bool = False,
+    only: list[str] | None = None,
 ) -> dict[str, int]:
     """Load the latest feature rows in [start, end) into the online store.
 
     Without a range, the whole offline store is loaded; `incremental` starts
     where the registry says the last materialization ended. Feast writes in
     batches per feature view and holds the latest row per entity, not the
-    history. Returns the entities written per feature view.
+    history. `only` names the views to load (default: every view with data).
+    Returns the entities written per feature view.
     """
     candidates = {
         "user_features": (workspace.user_features_path, "user_id"),
@@ -123,7 +125,11 @@ def materialize(
         "item_embeddings": (workspace.item_embeddings_path, "item_id"),
     }
     # Views whose tables have no file yet (embeddings before training) are skipped.
-    tables = {v: t for v, t in candidates.items() if any(t[0].glob("*.parquet"))}
+    tables = {
+        v: t
+        for v, t in candidates.items()
+        if any(t[0].glob("*.parquet")) and (only is None or v in only)
+    }
     low, high = _time_range([path for path, _ in tables.values()])
     end = end or high + timedelta(seconds=1)
     store = open_store(workspace)

@@ -252,3 +252,26 @@ def default_scenario(workspace: Workspace, candidates: int, top_k: int) -> list[
         )
         for user in picked
     ]
+
+
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
+    import asyncio
+
+    from features.prepare import Manifest
+    from training import served_eval
+
+    workspace = Workspace(settings.home)
+    manifest = Manifest.read(workspace.manifest_path)
+    if manifest.dataset != args.dataset:
+        raise ValueError(
+            f"{workspace.home} holds {manifest.dataset!r}, not {args.dataset!r}; pass its --home"
+        )
+    groups = served_eval.groups_for(workspace, args.negatives, args.seed, args.max_users)
+    started = time.perf_counter()
+    rankings = asyncio.run(served_eval.rank_all(args.server, groups, args.concurrency))
+    table = served_eval.score_table(groups, rankings)
+    say(f"{len(groups)} users ranked through {args.server} in {time.perf_counter() - started:.1f}s")
+    say(served_eval.format_table(table))
+    out = Path(args.out) if args.out else workspace.home / "eval" / f"{args.dataset}.json"
+    png = served_eval.write_outputs(table, args.dataset, out)
+    say(f"wrote {out} and {png}")

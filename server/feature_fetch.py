@@ -95,11 +95,16 @@ class FeastFeatures:
         }
 
     def materialization_token(self) -> str:
-        """Changes whenever item features are materialized, as the registry records it."""
+        """Changes whenever any view is materialized, as the registry records it."""
         self.store.refresh_registry()
         self._load_views()
-        intervals = self._views[ITEM_VIEW].materialization_intervals
-        return f"{len(intervals)}:{intervals[-1][1].isoformat() if intervals else ''}"
+        marks = []
+        for name in sorted(self._views):
+            intervals = self._views[name].materialization_intervals
+            marks.append(
+                f"{name}={len(intervals)}:{intervals[-1][1].isoformat() if intervals else ''}"
+            )
+        return ";".join(marks)
 
     def _online_read(
         self, view: str, key: str, ids: Sequence[str], refs: Sequence[str]

@@ -24,10 +24,13 @@ def build_workspace(home: Path, spec: SyntheticSpec = SMALL, train: bool = True)
     backfill(workspace)
     store.materialize(workspace)
     if train:
+        from training.embeddings import EmbeddingConfig
         from training.train import TrainConfig
         from training.train import train as train_model
 
-        train_model(workspace, TrainConfig(epochs=2, max_eval_users=100), lambda _: None)
+        small = EmbeddingConfig(dim=8, epochs=3)
+        config = TrainConfig(epochs=2, max_eval_users=100, embedding=small)
+        train_model(workspace, config, lambda _: None)
     return workspace
 
 

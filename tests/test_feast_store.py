@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from features import store
@@ -56,7 +57,8 @@ def test_the_feature_service_names_what_the_ranker_consumes(workspace: Workspace
 def test_materialize_writes_a_version_marker_with_entity_counts(workspace: Workspace) -> None:
     import json
 
+    # The newest materialization is training's: it publishes the embeddings.
     body = json.loads(store.marker_path(workspace).read_text())
-    users_with_features = len(latest_rows(str(workspace.user_features_path), "user_id"))
-    assert body["counts"] == {"user_features": users_with_features, "item_features": 200}
+    users = pq.read_table(workspace.user_embeddings_path)["user_id"]
+    assert body["counts"] == {"user_embeddings": len(users), "item_embeddings": 200}
     assert body["version"] > 0

@@ -48,10 +48,15 @@ def test_scores_are_the_onnx_ranker_on_the_feast_features(
 ) -> None:
     features = FeastFeatures(workspace.repo_dir)
     features.load()
+    features.enable_embeddings()
     user, items = features.user(USER), features.items(ITEMS)
     similarity = cosine_similarity(user.vector, items.vectors)
     bias = combined_bias(user.bias, items.bias)
+    assert user.embedding is not None and items.embeddings is not None
+    dot = items.embeddings @ user.embedding
+    embedded = (dot, cosine_similarity(user.embedding, items.embeddings))
     ranker = OnnxRanker.load(workspace.models_dir, "0001", threads=1)
+    assert ranker.info.embeddings
     expected = ranker.score(
         assemble(
             similarity,
@@ -63,6 +68,7 @@ def test_scores_are_the_onnx_ranker_on_the_feast_features(
             items.bias,
             items.conversion,
             items.price,
+            embedded,
         )
     )
     order = np.argsort(-expected, kind="stable")
@@ -72,6 +78,7 @@ def test_scores_are_the_onnx_ranker_on_the_feast_features(
     assert [i.parts.similarity for i in served] == similarity[order].tolist()
     assert [i.parts.bias for i in served] == bias[order].tolist()
     assert [i.parts.heuristic_score for i in served] == (similarity * bias)[order].tolist()
+    assert [i.parts.embedding_score for i in served] == dot.astype(np.float32)[order].tolist()
 
 
 def test_top_k_returns_the_best_k_and_is_capped_at_the_candidates(channel: grpc.Channel) -> None:
@@ -159,5 +166,11 @@ def test_the_registry_marks_the_served_version_current(workspace: Workspace) -> 
     assert registry.current_version(workspace.models_dir) == "0001"
     (model,) = registry.versions(workspace.models_dir)
     assert model.current
-    assert set(model.metadata["metrics"]) == {"popularity", "similarity x bias", "ranker"}
+    assert set(model.metadata["metrics"]) == {
+        "popularity",
+        "similarity x bias",
+        "embeddings",
+        "ranker",
+    }
+    assert model.metadata["feature_service"] == "ranker_v2"
     assert model.metadata["parity_max_abs_error"] < 1e-5

@@ -62,7 +62,7 @@ def test_serve_exits_with_one_line_naming_the_mismatch(copied: Workspace) -> Non
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1
-    assert "does not match FeatureService 'ranker_v1'" in lines[0]
+    assert "does not match FeatureService 'ranker_v2'" in lines[0]
     assert "user_features:user_bias" in lines[0]
 
 

@@ -27,6 +27,8 @@ from server.scoring import combined_bias, rowwise_cosine
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from training.publish import EmbeddingLookup
+
 
 @dataclass(frozen=True)
 class TrainingSet:
@@ -35,7 +37,9 @@ class TrainingSet:
     users: np.ndarray  # object [n], for grouping in evaluation
 
 
-def entity_rows(workspace: Workspace, negatives: int, seed: int) -> pd.DataFrame:
+def entity_rows(
+    workspace: Workspace, negatives: int, seed: int, max_positives: int = 0
+) -> pd.DataFrame:
     """(user_id, item_id, event_timestamp, label) rows to join features onto."""
     events = pq.read_table(
         workspace.events_path, columns=["user_id", "item_id", "event_type", "ts"]
@@ -50,6 +54,8 @@ def entity_rows(workspace: Workspace, negatives: int, seed: int) -> pd.DataFrame
         pq.read_table(workspace.user_features_path, columns=["event_timestamp"])[0]
     ).as_py()
     positives = positives[positives["ts"] >= first_snapshot]
+    if max_positives and len(positives) > max_positives:  # a seeded sample bounds the cost
+        positives = positives.sample(n=max_positives, random_state=seed).sort_values("ts")
     catalog = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_numpy()
     rng = np.random.default_rng(seed)
     n = len(positives)
@@ -95,7 +101,7 @@ def historical_features(store: FeatureStore, rows: pd.DataFrame) -> pd.DataFrame
     return frame
 
 
-def to_training_set(frame: pd.DataFrame) -> TrainingSet:
+def to_training_set(frame: pd.DataFrame, lookup: EmbeddingLookup | None = None) -> TrainingSet:
     """Feature matrix via the serving path's own assembly.
 
     Rows whose user had no snapshot yet are dropped (Feast's file store drops
@@ -109,6 +115,10 @@ def to_training_set(frame: pd.DataFrame) -> TrainingSet:
     user_bias = frame["user_bias"].to_numpy(np.float32)
     item_bias = frame["item_bias"].to_numpy(np.float32)
     similarity = rowwise_cosine(users, items)
+    embedded = None
+    if lookup is not None:
+        # The embeddings are one artifact of this training run, joined by id.
+        embedded = lookup.parts(frame["user_id"].to_numpy(), frame["item_id"].to_numpy())
     features = assemble(
         similarity=similarity,
         bias=combined_bias(user_bias, item_bias),
@@ -119,10 +129,17 @@ def to_training_set(frame: pd.DataFrame) -> TrainingSet:
         item_bias=item_bias,
         item_conversion=frame["item_conversion"].to_numpy(np.float32),
         item_price=frame["item_price"].to_numpy(np.float32),
+        embedding_parts=embedded,
     )
     return TrainingSet(features, frame["label"].to_numpy(np.float32), frame["user_id"].to_numpy())
 
 
-def build(workspace: Workspace, negatives: int = 4, seed: int = 0) -> TrainingSet:
-    rows = entity_rows(workspace, negatives, seed)
-    return to_training_set(historical_features(open_store(workspace), rows))
+def build(
+    workspace: Workspace,
+    negatives: int = 4,
+    seed: int = 0,
+    lookup: EmbeddingLookup | None = None,
+    max_positives: int = 0,
+) -> TrainingSet:
+    rows = entity_rows(workspace, negatives, seed, max_positives)
+    return to_training_set(historical_features(open_store(workspace), rows), lookup)

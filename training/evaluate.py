@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,9 @@ import pyarrow.parquet as pq
 
 from features.schema import POSITIVE_EVENTS
 from features.workspace import Workspace
+
+if TYPE_CHECKING:
+    from training.publish import EmbeddingLookup
 from server.model_inputs import assemble
 from server.scoring import combined_bias, heuristic_score, rowwise_cosine
 from training.metrics import auc, hit_rate, ndcg, ranked_relevance
@@ -32,6 +36,7 @@ class EvalSet:
     similarity: np.ndarray  # float32 [N]
     bias: np.ndarray  # float32 [N]
     item_bias: np.ndarray  # float32 [N]
+    embedding_score: np.ndarray | None = None  # float32 [N], when embeddings were learned
 
     @property
     def groups(self) -> int:
@@ -44,6 +49,20 @@ BASELINES: Mapping[str, Scorer] = {
     "popularity": lambda s: s.item_bias,
     "similarity x bias": lambda s: heuristic_score(s.similarity, s.bias),
 }
+
+
+def embedding_scores(eval_set: EvalSet) -> np.ndarray:
+    if eval_set.embedding_score is None:
+        raise ValueError("this evaluation set has no embeddings")
+    return eval_set.embedding_score
+
+
+def baselines(eval_set: EvalSet) -> dict[str, Scorer]:
+    """The baselines that apply: embeddings alone only where they were learned."""
+    scorers = dict(BASELINES)
+    if eval_set.embedding_score is not None:
+        scorers["embeddings"] = embedding_scores
+    return scorers
 
 
 def latest_rows(path: str, key: str) -> pd.DataFrame:
@@ -81,7 +100,11 @@ def candidate_groups(
 
 
 def build_eval_set(
-    workspace: Workspace, negatives: int = 99, max_users: int = 2000, seed: int = 0
+    workspace: Workspace,
+    negatives: int = 99,
+    max_users: int = 2000,
+    seed: int = 0,
+    lookup: EmbeddingLookup | None = None,
 ) -> EvalSet:
     users = latest_rows(str(workspace.user_features_path), "user_id")
     items = latest_rows(str(workspace.item_features_path), "item_id")
@@ -100,6 +123,9 @@ def build_eval_set(
     similarity = rowwise_cosine(user_vectors, item_vectors)
     item_bias = it["item_bias"].to_numpy(np.float32)
     bias = combined_bias(u["user_bias"].to_numpy(np.float32), item_bias)
+    embedded = None
+    if lookup is not None:
+        embedded = lookup.parts(np.asarray(user_col), np.asarray(item_col))
     features = assemble(
         similarity,
         bias,
@@ -110,9 +136,11 @@ def build_eval_set(
         item_bias,
         it["item_conversion"].to_numpy(np.float32),
         it["item_price"].to_numpy(np.float32),
+        embedded,
     )
     offsets = np.cumsum([0] + [len(c) for _, c, _ in groups])
-    return EvalSet(offsets, labels, features, similarity, bias, item_bias)
+    embedding_score = None if embedded is None else embedded[0]
+    return EvalSet(offsets, labels, features, similarity, bias, item_bias, embedding_score)
 
 
 def heldout_positive_pairs(workspace: Workspace) -> set[tuple[str, str]]:

@@ -6,10 +6,10 @@ import shutil
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -17,9 +17,10 @@ from torch import nn
 
 from features.store import FEATURE_SERVICE
 from features.workspace import Workspace
-from server.model_inputs import FEAST_FEATURES, SCALAR_INPUTS, input_columns
+from server.model_inputs import EMBEDDING_INPUTS, SCALAR_INPUTS, feast_features, input_columns
 from training import dataset, registry
-from training.evaluate import BASELINES, EvalSet, build_eval_set, evaluate, format_table
+from training.embeddings import EmbeddingConfig
+from training.evaluate import EvalSet, baselines, build_eval_set, evaluate, format_table
 from training.export import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -32,6 +33,9 @@ from training.export import (
 )
 from training.metrics import auc
 from training.model import Ranker
+
+if TYPE_CHECKING:
+    from training.publish import EmbeddingLookup
 
 PARITY_TOLERANCE = 1e-5
 Progress = Callable[[str], None]
@@ -48,6 +52,11 @@ class TrainConfig:
     seed: int = 0
     eval_negatives: int = 99
     max_eval_users: int = 2000
+    # Positives in the ranker's training set, sampled (seeded) beyond this.
+    max_positives: int = 200_000
+    # Learn user and item embeddings, publish them to Feast, and feed the ranker their score.
+    embeddings: bool = True
+    embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
 
 @dataclass(frozen=True)
@@ -104,15 +113,24 @@ def onnx_scorer(path: Path) -> Callable[[EvalSet], np.ndarray]:
 
 
 def train(workspace: Workspace, config: TrainConfig, progress: Progress) -> TrainResult:
-    torch.set_num_threads(2)
+    # One thread: the MLP is small, and on a shared 2-core machine two OpenMP
+    # threads waiting on each other ran 10-100x slower (measured here).
+    torch.set_num_threads(1)
     started = time.perf_counter()
-    data = dataset.build(workspace, config.negatives, config.seed)
+    lookup = None
+    if config.embeddings:
+        from training.publish import learn_and_publish
+
+        lookup = learn_and_publish(workspace, config.embedding, progress)
+    data = dataset.build(workspace, config.negatives, config.seed, lookup, config.max_positives)
     progress(f"training set: {data.labels.size} rows, {int(data.labels.sum())} positives")
     model = fit(data, config, progress)
     workspace.models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=workspace.models_dir))
     try:
-        version, table = _export_and_register(workspace, model, data, config, staging, started)
+        version, table = _export_and_register(
+            workspace, model, data, config, staging, started, lookup
+        )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -126,14 +144,17 @@ def _export_and_register(
     config: TrainConfig,
     staging: Path,
     started: float,
+    lookup: EmbeddingLookup | None,
 ) -> tuple[str, dict[str, dict[str, float]]]:
     n_inputs = data.features.shape[1]
     export_onnx(model, n_inputs, model_path(staging))
     error = max_parity_error(model, model_path(staging), data.features[-1000:])
     if error > PARITY_TOLERANCE:
         raise RuntimeError(f"torch/ONNX parity failed: max abs error {error:.2e}")
-    eval_set = build_eval_set(workspace, config.eval_negatives, config.max_eval_users, config.seed)
-    table = evaluate(eval_set, {**BASELINES, "ranker": onnx_scorer(model_path(staging))})
+    eval_set = build_eval_set(
+        workspace, config.eval_negatives, config.max_eval_users, config.seed, lookup
+    )
+    table = evaluate(eval_set, {**baselines(eval_set), "ranker": onnx_scorer(model_path(staging))})
     write_metadata(staging, _metadata(workspace, data, config, table, error, started, n_inputs))
     return registry.publish(workspace.models_dir, staging), table
 
@@ -147,14 +168,16 @@ def _metadata(
     started: float,
     n_inputs: int,
 ) -> dict[str, Any]:
-    vector_dim = n_inputs - len(SCALAR_INPUTS)
+    embeddings = config.embeddings
+    vector_dim = n_inputs - len(SCALAR_INPUTS) - (len(EMBEDDING_INPUTS) if embeddings else 0)
     return {
         "format": 1,
-        "feature_service": FEATURE_SERVICE,
-        "feast_features": list(FEAST_FEATURES),
+        "feature_service": "ranker_v2" if embeddings else FEATURE_SERVICE,
+        "feast_features": list(feast_features(embeddings)),
+        "embeddings": embeddings,
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
-        "input_columns": input_columns(vector_dim),
+        "input_columns": input_columns(vector_dim, embeddings),
         "vector_dim": vector_dim,
         "versions": versions(),
         "metrics": table,
