@@ -20,6 +20,7 @@ build from events strictly before the feature timestamp: no leakage.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,6 +29,11 @@ import scipy.sparse as sp
 from features.schema import split_attributes
 
 CONVERSION_PRIOR = 10.0
+# Every item and user vector, and every request's model input, is this wide at
+# most. A long tail of rare tokens (the Complete Journey has 2,720, mostly
+# product types) would make each item row kilobytes for attributes that few
+# items share; the most widely carried tokens keep the vectors useful and small.
+MAX_VOCABULARY = 256
 
 
 @dataclass(frozen=True)
@@ -35,8 +41,11 @@ class Vocabulary:
     tokens: tuple[str, ...]
 
     @classmethod
-    def from_attributes(cls, attributes: list[str]) -> Vocabulary:
-        return cls(tuple(sorted({t for a in attributes for t in split_attributes(a)})))
+    def from_attributes(cls, attributes: list[str], max_tokens: int = MAX_VOCABULARY) -> Vocabulary:
+        """The `max_tokens` tokens carried by the most items (ties by name), sorted."""
+        counts = Counter(t for a in attributes for t in set(split_attributes(a)))
+        kept = sorted(counts, key=lambda t: (-counts[t], t))[:max_tokens]
+        return cls(tuple(sorted(kept)))
 
     def index(self) -> dict[str, int]:
         return {token: j for j, token in enumerate(self.tokens)}

@@ -53,7 +53,7 @@ def valid_events(
         ("timestamp missing or out of range", _in_range(ts, EARLIEST, latest)),
         ("item not in catalog", pc.is_in(table["item_id"], known_items)),
     ]
-    keep = pa.array([True] * table.num_rows)
+    keep = pa.array([True] * table.num_rows, type=pa.bool_())
     for reason, ok in checks:
         ok = pc.fill_null(ok, False)
         rejections.add(reason, pc.sum(pc.and_(keep, pc.invert(ok))).as_py() or 0)

@@ -119,3 +119,11 @@ def test_a_later_snapshot_sees_the_later_events(tiny: Workspace) -> None:
     rows = _rows(tiny.user_features_path, later)
     assert [r["user_id"] for r in rows] == ["u0", "u1", "u2"]
     np.testing.assert_allclose(rows[2]["user_vector"], [0, 0.894427, 0.447214, 0], atol=1e-6)
+
+
+def test_the_vocabulary_keeps_the_most_widely_carried_tokens() -> None:
+    from features.engineering import Vocabulary
+
+    attributes = ["a=1|b=1", "a=1|b=2", "a=1|c=9", "b=1"]
+    assert Vocabulary.from_attributes(attributes, max_tokens=2).tokens == ("a=1", "b=1")
+    assert Vocabulary.from_attributes(attributes).tokens == ("a=1", "b=1", "b=2", "c=9")
