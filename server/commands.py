@@ -147,7 +147,11 @@ def write_example(workspace: Workspace) -> None:
     catalog = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_pylist()
     user = heldout[0]["user_id"] if heldout else "unknown-user"
     mine = [row["item_id"] for row in heldout if row["user_id"] == user][:3]
-    others = [item for item in catalog[:: max(1, len(catalog) // 12)] if item not in mine]
+    # `--candidates` is comma-separated: ids with commas or quotes (film titles) stay out.
+    usable = [item for item in catalog if "," not in item and "'" not in item]
+    allowed = set(usable)
+    mine = [item for item in mine if item in allowed]
+    others = [item for item in usable[:: max(1, len(usable) // 12)] if item not in mine]
     body = {"user": user, "candidates": list(dict.fromkeys(mine + others))[:12]}
     workspace.example_path.write_text(json.dumps(body, indent=2))
 

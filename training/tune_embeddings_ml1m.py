@@ -93,6 +93,12 @@ def evaluate(
     return hit_rate_ndcg(scores[:, 0], scores[:, 1:], K, seed)
 
 
+def spread_point(embeddings: Embeddings, split: Split, seed: int) -> tuple[float, float]:
+    """The metrics under another seed's negatives: how much the sample alone moves them."""
+    negatives = sample_negatives(split.rated_by_user(), list(range(split.n_items)), seed=seed)
+    return evaluate(embeddings, split, negatives, seed)
+
+
 def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, EmbeddingConfig]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--home", type=Path, default=Path("/tmp/ml"))
@@ -101,6 +107,10 @@ def parse(argv: Sequence[str]) -> tuple[argparse.Namespace, EmbeddingConfig]:
     parser.add_argument("--eval-every", type=int, default=0, help="epochs; 0 = at the end only")
     parser.add_argument("--log", type=Path, default=Path("/tmp/ml/tune_embeddings.jsonl"))
     parser.add_argument("--note", default="")
+    parser.add_argument("--save", type=Path, help="write the embeddings here (.npz)")
+    parser.add_argument(
+        "--spread-seeds", type=int, default=0, help="also evaluate with this many other seeds"
+    )
     defaults = EmbeddingConfig()
     for field in fields(EmbeddingConfig):
         value = getattr(defaults, field.name)
@@ -132,10 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     print(config, flush=True)
     curve: list[dict[str, Any]] = []
+    eval_seconds = 0.0
 
     def on_epoch(epoch: int, embeddings: Embeddings) -> None:
+        nonlocal eval_seconds
         if args.eval_every and (epoch % args.eval_every == 0 or epoch == config.epochs):
+            eval_started = time.perf_counter()
             hr, nd = evaluate(embeddings, split, negatives, args.eval_seed)
+            eval_seconds += time.perf_counter() - eval_started
             curve.append({"epoch": epoch, "hr": round(hr, 4), "ndcg": round(nd, 4)})
             print(f"  epoch {epoch}: HR@{K} {hr:.4f}  NDCG@{K} {nd:.4f}", flush=True)
 
@@ -149,14 +163,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         lambda line: print(line, flush=True),
         on_epoch=on_epoch,
     )
-    train_seconds = time.perf_counter() - train_started
+    train_seconds = time.perf_counter() - train_started - eval_seconds
     hr, nd = evaluate(embeddings, split, negatives, args.eval_seed)
     total = time.perf_counter() - started
     print(
         f"{args.split} HR@{K} {hr:.4f}  NDCG@{K} {nd:.4f}  over {split.heldout_users.size} users; "
-        f"training {train_seconds:.0f}s, total {total:.0f}s",
+        f"training {train_seconds:.0f}s (without per-epoch evaluation), total {total:.0f}s",
         flush=True,
     )
+    spread = [spread_point(embeddings, split, seed) for seed in range(1, args.spread_seeds + 1)]
+    if spread:
+        hrs, ndcgs = np.array([hr for hr, _ in spread]), np.array([nd for _, nd in spread])
+        print(
+            f"other negative samples (seeds 1..{len(spread)}): "
+            f"HR@{K} {hrs.mean():.4f} +- {hrs.std():.4f} [{hrs.min():.4f}, {hrs.max():.4f}]  "
+            f"NDCG@{K} {ndcgs.mean():.4f} +- {ndcgs.std():.4f}",
+            flush=True,
+        )
+    if args.save:
+        np.savez(
+            args.save,
+            users=embeddings.users,
+            items=embeddings.items,
+            item_bias=np.array([]) if embeddings.item_bias is None else embeddings.item_bias,
+        )
     record = {
         "split": args.split,
         "eval_seed": args.eval_seed,
@@ -167,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "train_seconds": round(train_seconds, 1),
         "total_seconds": round(total, 1),
         "curve": curve,
+        "spread": [[round(hr, 4), round(nd, 4)] for hr, nd in spread],
     }
     with args.log.open("a") as log:
         log.write(json.dumps(record) + "\n")
