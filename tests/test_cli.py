@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
 
+from features.workspace import Workspace
 from server.cli import main
+from server.processes import free_port
+from server.proto.shoprank.v1 import ranking_pb2 as pb
+from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
 
 
 def test_rank_against_no_server_fails_with_one_line(capsys: pytest.CaptureFixture[str]) -> None:
@@ -57,3 +63,38 @@ def test_serve_on_an_empty_home_says_what_to_run(tmp_path: Path) -> None:
 def test_models_list_on_an_empty_home(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["models", "list", "--home", str(tmp_path)]) == 0
     assert "no models" in capsys.readouterr().out
+
+
+def test_serve_runs_processes_on_one_port_and_stops_on_sigterm(workspace: Workspace) -> None:
+    port = free_port("127.0.0.1")
+    command = [
+        sys.executable,
+        "-m",
+        "server.cli",
+        "serve",
+        "--home",
+        str(workspace.home),
+        "--port",
+        str(port),
+        "--processes",
+        "2",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True
+    )
+    try:
+        assert process.stdout is not None
+        ready = process.stdout.readline()  # printed once every process serves
+        assert f"serving on 127.0.0.1:{port} with 2 process(es)" in ready
+        request = pb.RankRequest(user_id="user_000001", candidate_item_ids=["item_000001"])
+        for _ in range(4):  # separate connections, spread over the processes
+            with grpc.insecure_channel(
+                f"127.0.0.1:{port}", options=[("grpc.use_local_subchannel_pool", 1)]
+            ) as ch:
+                pages = list(pb_grpc.RankerStub(ch).Rank(request, timeout=10))
+                assert pages[0].items[0].item_id == "item_000001"
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
