@@ -43,6 +43,8 @@ lint: venv
 
 bench: venv
 	$(BIN)/python bench/serve.py
+	$(BIN)/python bench/materialize.py
+	$(BIN)/python bench/cache_memory.py
 
 clean:
 	rm -rf $(HOME_DIR) .pytest_cache .mypy_cache .ruff_cache
