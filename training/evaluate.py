@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -66,8 +67,14 @@ def baselines(eval_set: EvalSet) -> dict[str, Scorer]:
 
 
 def latest_rows(path: str, key: str) -> pd.DataFrame:
-    """The newest feature row of each entity, indexed by its key."""
-    frame = pq.read_table(path).to_pandas()
+    """The newest feature row of each entity, indexed by its key.
+
+    Snapshots are cumulative (each holds every entity seen so far), so the
+    newest file is enough: reading the whole history of a large catalogue
+    would hold every snapshot's vectors in memory at once.
+    """
+    files = sorted(Path(path).glob("*.parquet"))
+    frame = pq.read_table(files[-1] if files else path).to_pandas()
     frame = frame.sort_values("event_timestamp", kind="stable").drop_duplicates(key, keep="last")
     return frame.set_index(key)
 
