@@ -40,3 +40,16 @@ def test_auc_counts_pairs_and_half_ties() -> None:
     # pairs (pos, neg): (0.9,0.5) win, (0.9,0.1) win, (0.5,0.5) tie, (0.5,0.1) win
     assert auc(scores, labels) == pytest.approx(3.5 / 4)
     assert math.isnan(auc(scores, np.ones(4)))
+
+
+def test_sample_unseen_never_returns_a_seen_item_and_is_seeded() -> None:
+    from training.evaluate import sample_unseen
+
+    catalog = np.array([f"i{n}" for n in range(50)], dtype=object)
+    seen = {f"i{n}" for n in range(0, 50, 2)}
+    first = sample_unseen(np.random.default_rng(4), catalog, seen, 10)
+    assert len(set(first)) == 10 and not set(first) & seen
+    assert first == sample_unseen(np.random.default_rng(4), catalog, seen, 10)
+    # nearly everything seen: the remainder is filtered, and all of it returned
+    rest = sample_unseen(np.random.default_rng(4), catalog, set(catalog[:-3].tolist()), 10)
+    assert sorted(rest) == ["i47", "i48", "i49"]

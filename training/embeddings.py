@@ -43,6 +43,10 @@ class EmbeddingConfig:
     item_bias: bool = True
     exclude_positives: bool = True  # never sample a user's own training positive
     init_std: float = 0.1
+    # >0: draw this many items per batch and pair every positive with all of them, each
+    # weighted negatives / (those not its user's positives): the same objective in
+    # expectation, but one matmul instead of a gather per positive, and lower variance.
+    shared_negatives: int = 0
     seed: int = 0
     # One thread by default: the per-step ops are small, and on a shared machine two
     # OpenMP threads waiting on each other ran 3-10x slower than one (measured).
@@ -144,10 +148,47 @@ def _batch_loss(
     return (loss + config.l2 * penalty).mean()
 
 
+def _shared_loss(
+    params: dict[str, torch.Tensor],
+    users: torch.Tensor,
+    positives: torch.Tensor,
+    known: _PositiveSet | None,
+    config: EmbeddingConfig,
+    gen: torch.Generator,
+) -> torch.Tensor:
+    """Mean loss per positive, every positive against the batch's shared negatives."""
+    n_items = params["items"].shape[0]
+    shared = torch.randint(n_items, (config.shared_negatives,), generator=gen)
+    allowed = torch.ones(users.numel(), shared.numel())
+    if known is not None:
+        allowed = (~known.contains(users[:, None], shared[None, :])).float()
+    weight = allowed * (config.negatives / allowed.sum(1, keepdim=True).clamp(min=1.0))
+    user_rows = functional.embedding(users, params["users"])
+    pos_rows = functional.embedding(positives, params["items"])
+    neg_rows = functional.embedding(shared, params["items"])
+    positive = (user_rows * pos_rows).sum(1)
+    negative = user_rows @ neg_rows.T
+    # Per-occurrence L2, each shared negative counted by its total weight in the batch.
+    penalty = (user_rows.square().sum(1) + pos_rows.square().sum(1)).sum() + (
+        weight.sum(0) * neg_rows.square().sum(1)
+    ).sum()
+    if "bias" in params:
+        pos_bias, neg_bias = params["bias"][positives], params["bias"][shared]
+        positive = positive + pos_bias
+        negative = negative + neg_bias[None, :]
+        penalty = penalty + pos_bias.square().sum() + (weight.sum(0) * neg_bias.square()).sum()
+    if config.loss == "bpr":
+        loss = (weight * functional.softplus(negative - positive[:, None])).sum(1)
+    else:
+        loss = functional.softplus(-positive) + (weight * functional.softplus(negative)).sum(1)
+    return loss.mean() + config.l2 * penalty / users.numel()
+
+
 def _optimizer(params: list[torch.Tensor], config: EmbeddingConfig) -> torch.optim.Optimizer:
+    # fused: one kernel over each tensor; the unfused step cost 8-10 ms of a 46 ms step.
     if config.optimizer == "adagrad":
-        return torch.optim.Adagrad(params, lr=config.lr)
-    return torch.optim.Adam(params, lr=config.lr)
+        return torch.optim.Adagrad(params, lr=config.lr, fused=True)
+    return torch.optim.Adam(params, lr=config.lr, fused=True)
 
 
 def train_embeddings(
@@ -207,10 +248,13 @@ def _fit(
             lr = config.lr * (1 - (1 - config.lr_final) * step / max(steps - 1, 1))
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            negatives = _sample(users[batch], n_items, config.negatives, known, gen)
-            candidates = torch.cat([items[batch, None], negatives], dim=1)
             optimizer.zero_grad()
-            loss = _batch_loss(params, users[batch], candidates, config)
+            if config.shared_negatives:
+                loss = _shared_loss(params, users[batch], items[batch], known, config, gen)
+            else:
+                negatives = _sample(users[batch], n_items, config.negatives, known, gen)
+                candidates = torch.cat([items[batch, None], negatives], dim=1)
+                loss = _batch_loss(params, users[batch], candidates, config)
             torch.autograd.backward(loss)
             optimizer.step()
             total += loss.item() * batch.numel()

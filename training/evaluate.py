@@ -98,12 +98,27 @@ def candidate_groups(
     groups = []
     for user in users:
         mine = list(positives[user])
-        pool = catalog[~np.isin(catalog, list(touched[user]))]
-        drawn = rng.choice(pool, size=min(negatives, pool.size), replace=False).tolist()
+        drawn = sample_unseen(rng, catalog, touched[user], negatives)
         candidates = mine + drawn
         order = rng.permutation(len(candidates))
         groups.append((str(user), [candidates[i] for i in order], len(mine)))
     return groups
+
+
+def sample_unseen(
+    rng: np.random.Generator, catalog: np.ndarray, seen: set[str], n: int
+) -> list[str]:
+    """n distinct catalogue items not in `seen`, by rejection: O(n), not O(catalogue)."""
+    if catalog.size - len(seen) <= 2 * n:  # a small remainder: filter instead
+        pool = [item for item in catalog.tolist() if item not in seen]
+        return [pool[i] for i in rng.choice(len(pool), size=min(n, len(pool)), replace=False)]
+    drawn: dict[str, None] = {}
+    while len(drawn) < n:
+        for i in rng.integers(0, catalog.size, size=2 * n).tolist():
+            item = catalog[i]
+            if item not in seen and len(drawn) < n:
+                drawn[item] = None
+    return list(drawn)
 
 
 def build_eval_set(
