@@ -62,3 +62,21 @@ def test_materialize_writes_a_version_marker_with_entity_counts(workspace: Works
     users = pq.read_table(workspace.user_embeddings_path)["user_id"]
     assert body["counts"] == {"user_embeddings": len(users), "item_embeddings": 200}
     assert body["version"] > 0
+
+
+def test_published_embeddings_come_back_online_value_for_value(workspace: Workspace) -> None:
+    users = pq.read_table(workspace.user_embeddings_path).to_pylist()
+    items = pq.read_table(workspace.item_embeddings_path).to_pylist()
+    features = FeastFeatures(workspace.repo_dir)
+    features.load()
+    features.enable_embeddings()
+    for row in users[:20]:
+        online = features.user(row["user_id"]).embedding
+        assert online is not None
+        np.testing.assert_array_equal(online, np.asarray(row["user_embedding"], np.float32))
+    ids = [row["item_id"] for row in items]
+    expected = np.asarray([row["item_embedding"] for row in items], np.float32)
+    fetched = features.items(ids)
+    assert fetched.embeddings is not None
+    np.testing.assert_array_equal(fetched.embeddings, expected)
+    np.testing.assert_array_equal(features.items_via_sdk(ids).embeddings, expected)
