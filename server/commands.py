@@ -90,9 +90,14 @@ def run_backfill(workspace: Workspace, args: argparse.Namespace) -> None:
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
-    from training.train import TrainConfig, train
+    from dataclasses import replace as with_fields
 
-    result = train(Workspace(settings.home), TrainConfig(epochs=args.epochs), say)
+    from features.prepare import Manifest
+    from training.train import config_for, train
+
+    workspace = Workspace(settings.home)
+    dataset = Manifest.read(workspace.manifest_path).dataset
+    result = train(workspace, with_fields(config_for(dataset), epochs=args.epochs), say)
     say(f"model {result.version} is current\n{result.table}")
 
 
@@ -124,7 +129,7 @@ def timed(name: str, step: Callable[[], Any], timings: dict[str, float]) -> None
 def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> None:
     from features import store
     from features.offline import backfill
-    from training.train import TrainConfig, train
+    from training.train import config_for, train
 
     workspace = Workspace(settings.home)
     timings: dict[str, float] = {}
@@ -132,7 +137,7 @@ def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> None:
     timed("features apply", lambda: store.apply(workspace), timings)
     timed("features backfill", lambda: say("\n".join(backfill(workspace).lines())), timings)
     timed("features materialize", lambda: say(str(store.materialize(workspace))), timings)
-    timed("train", lambda: say(train(workspace, TrainConfig(), say).table), timings)
+    timed("train", lambda: say(train(workspace, config_for(args.dataset), say).table), timings)
     write_example(workspace)
     say("== stage wall times")
     for name, seconds in timings.items():

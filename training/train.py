@@ -59,6 +59,18 @@ class TrainConfig:
     embedding: EmbeddingConfig = field(default_factory=EmbeddingConfig)
 
 
+# Tuned on the NCF protocol (training/tune_embeddings_ml1m.py): wider vectors and
+# L2 on the gathered rows took MovieLens-1M from HR@10 0.716 to 0.741 in 470 s.
+EMBEDDINGS_BY_DATASET: dict[str, EmbeddingConfig] = {
+    "movielens-1m": EmbeddingConfig(dim=128, epochs=30, l2=1e-2),
+}
+
+
+def config_for(dataset: str) -> TrainConfig:
+    embedding = EMBEDDINGS_BY_DATASET.get(dataset, EmbeddingConfig())
+    return TrainConfig(embedding=embedding)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     version: str
