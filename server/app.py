@@ -107,13 +107,14 @@ def load_pipeline(settings: Settings) -> RankingPipeline:
     return load(settings).pipeline
 
 
-def warm_up(pipeline: RankingPipeline) -> None:
+async def warm_up(pipeline: RankingPipeline) -> None:
     """One ranking through every stage, then freeze the start-up heap.
 
     Frozen objects are never scanned again by the cyclic GC, which measured
     here cuts the p99 of the Feast read from about 260 to 90 ms.
     """
-    pipeline.rank(RankQuery("__warm_up__", ["__warm_up__"], 0, False))
+    user = await pipeline.read_user("__warm_up__")
+    pipeline.rank(RankQuery("__warm_up__", ["__warm_up__"], 0, False), user)
     gc.collect()
     gc.freeze()
 
@@ -156,7 +157,7 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
 async def serve(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain with a grace period."""
     loaded = load(settings)
-    warm_up(loaded.pipeline)
+    await warm_up(loaded.pipeline)
     running = await create_server(settings, loaded)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -25,10 +25,10 @@ class CachedFeatures:
         self.feast = feast
         self.cache = cache
 
-    def user(self, user_id: str) -> UserRow:
-        return self.feast.user(user_id)
+    async def user(self, user_id: str) -> UserRow:
+        return await self.feast.user_async(user_id)
 
-    def items(self, item_ids: list[str]) -> ItemRows:
+    def items(self, item_ids: Sequence[str]) -> ItemRows:
         return self.cache.rows(item_ids)
 
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from server.config import Settings
 from server.errors import InvalidRequest
-from server.pipeline import Ranking, RankQuery, distinct
+from server.pipeline import Parts, Ranking, RankQuery, distinct
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 
 Flag = pb.ScoreParts.Flag
@@ -44,31 +44,31 @@ def to_query(request: pb.RankRequest, settings: Settings) -> RankQuery:
     )
 
 
-def _flags(ranking: Ranking, i: int) -> list[pb.ScoreParts.Flag]:
+def _flags(ranking: Ranking, parts: Parts, i: int) -> list[pb.ScoreParts.Flag]:
     flags: list[pb.ScoreParts.Flag] = []
     if ranking.cold_start:
         flags.append(Flag.COLD_START_USER)
-    if ranking.unknown_item[i]:
+    if parts.unknown_item[i]:
         flags.append(Flag.UNKNOWN_ITEM)
     if ranking.model_version == "heuristic" and not ranking.cold_start:
         flags.append(Flag.HEURISTIC)
     return flags
 
 
-def _parts(ranking: Ranking, i: int) -> pb.ScoreParts:
+def _parts(ranking: Ranking, parts: Parts, i: int) -> pb.ScoreParts:
     return pb.ScoreParts(
-        similarity=float(ranking.similarity[i]),
-        bias=float(ranking.bias[i]),
-        model_score=float(ranking.model_score[i]),
-        heuristic_score=float(ranking.heuristic[i]),
+        similarity=float(parts.similarity[i]),
+        bias=float(parts.bias[i]),
+        model_score=float(parts.model_score[i]),
+        heuristic_score=float(parts.heuristic[i]),
         user_feature_age_seconds=ranking.user_age,
-        item_feature_age_seconds=float(ranking.item_age[i]),
-        flags=_flags(ranking, i),
-        embedding_score=float(ranking.embedding_score[i]),
+        item_feature_age_seconds=float(parts.item_age[i]),
+        flags=_flags(ranking, parts, i),
+        embedding_score=float(parts.embedding_score[i]),
     )
 
 
-def to_pages(ranking: Ranking, page_size: int, explain: bool) -> Iterator[pb.RankResponse]:
+def to_pages(ranking: Ranking, page_size: int) -> Iterator[pb.RankResponse]:
     """Consecutive pages of at most page_size items; the first names the model."""
     scores = ranking.scores.tolist()
     ids = ranking.item_ids
@@ -79,6 +79,6 @@ def to_pages(ranking: Ranking, page_size: int, explain: bool) -> Iterator[pb.Ran
         add = page.items.add
         for i in range(start, end):
             item = add(item_id=ids[i], rank=i + 1, score=scores[i])
-            if explain:
-                item.parts.CopyFrom(_parts(ranking, i))
+            if ranking.parts is not None:
+                item.parts.CopyFrom(_parts(ranking, ranking.parts, i))
         yield page

@@ -182,14 +182,15 @@ class ItemFeatureCache:
             return len(self._table)
 
     def rows(self, item_ids: Sequence[str]) -> ItemRows:
-        """Features of the given distinct items; misses read in one batched read."""
+        """Features of the given items, a row per id; misses read in one batched read."""
         if len(item_ids) > self.capacity:  # cannot hold them all at once: bypass
             return self._reader(item_ids)
         with self._lock:
             slots = self._table.lookup(item_ids)
             if (slots >= 0).all():
                 return self._table.gather(slots, next(self._ticks))
-        missing = [item_ids[i] for i in np.flatnonzero(slots < 0).tolist()]
+        # Distinct: a batch of requests may name an item more than once.
+        missing = list(dict.fromkeys(item_ids[i] for i in np.flatnonzero(slots < 0).tolist()))
         fresh = self._reader(missing)
         with self._lock:
             self.misses += len(missing)

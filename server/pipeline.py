@@ -1,5 +1,10 @@
 """One ranking, start to end: fetch -> similarity, bias -> model -> top-k.
 
+The user's row is read first, by `read_user`, which a store with an async client
+(Redis) awaits without holding the event loop; `rank` then does the rest, all
+in memory: the item gather from the cache, one vectorised scoring pass over the
+candidates, one ONNX call and a partial sort.
+
 Rules every caller can rely on (the proto documents them too):
 - duplicates in the candidates are ranked once, at their first occurrence;
 - an unknown user is ranked cold-start by item bias, flagged COLD_START_USER;
@@ -11,6 +16,7 @@ Rules every caller can rely on (the proto documents them too):
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,15 +25,21 @@ import numpy as np
 from server.errors import FeatureSchemaMismatch
 from server.feature_rows import ItemRows, UserRow
 from server.model_inputs import assemble
-from server.scoring import combined_bias, cosine_similarity, heuristic_score, top_k
+from server.scoring import (
+    combined_bias,
+    cosine_similarity,
+    heuristic_score,
+    rowwise_cosine,
+    top_k,
+)
 
 HEURISTIC_VERSION = "heuristic"
 
 
 class FeatureSource(Protocol):
-    def user(self, user_id: str) -> UserRow: ...
+    async def user(self, user_id: str) -> UserRow: ...
 
-    def items(self, item_ids: list[str]) -> ItemRows: ...
+    def items(self, item_ids: Sequence[str]) -> ItemRows: ...
 
 
 class Scorer(Protocol):
@@ -43,11 +55,9 @@ class RankQuery:
 
 
 @dataclass(frozen=True)
-class Ranking:
-    """The top-k, best first, as parallel arrays."""
+class Parts:
+    """Each ranked item's score parts, best first, for a query that asked to explain."""
 
-    item_ids: list[str]
-    scores: np.ndarray
     similarity: np.ndarray
     bias: np.ndarray
     model_score: np.ndarray
@@ -55,32 +65,30 @@ class Ranking:
     embedding_score: np.ndarray
     item_age: np.ndarray  # seconds; -1 for unknown items
     unknown_item: np.ndarray  # bool
+
+
+@dataclass(frozen=True)
+class Ranking:
+    """The top-k, best first."""
+
+    item_ids: list[str]
+    scores: np.ndarray
     cold_start: bool
     user_age: float  # seconds; -1 for an unknown user
     model_version: str
     timings: dict[str, float]
+    parts: Parts | None  # only when the query asked to explain
 
 
-def distinct(ids: list[str]) -> list[str]:
+@dataclass(frozen=True)
+class UserRead:
+    row: UserRow
+    seconds: float  # how long the read took
+
+
+def distinct(ids: Iterable[str]) -> list[str]:
     """First occurrences, in order."""
     return list(dict.fromkeys(ids))
-
-
-def embedding_parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndarray]:
-    """(dot product, cosine) of the learned embeddings; zeros where either side has none."""
-    n = len(items)
-    zeros = np.zeros(n, dtype=np.float32)
-    if user.embedding is None or items.embeddings is None or user.embedding.size == 0:
-        return zeros, zeros
-    if items.embeddings.shape[1] != user.embedding.size:
-        if not items.embeddings.shape[1]:
-            return zeros, zeros
-        raise FeatureSchemaMismatch(
-            f"user embeddings have {user.embedding.size} dimensions, item embeddings "
-            f"{items.embeddings.shape[1]}; re-publish the embeddings"
-        )
-    score = (items.embeddings @ user.embedding).astype(np.float32)
-    return score, cosine_similarity(user.embedding, items.embeddings)
 
 
 class RankingPipeline:
@@ -100,9 +108,14 @@ class RankingPipeline:
     def version(self) -> str:
         return self._version
 
-    def rank(self, query: RankQuery) -> Ranking:
+    async def read_user(self, user_id: str) -> UserRead:
         started = time.perf_counter()
-        user = self._features.user(query.user_id)
+        row = await self._features.user(user_id)
+        return UserRead(row, time.perf_counter() - started)
+
+    def rank(self, query: RankQuery, user_read: UserRead) -> Ranking:
+        started = time.perf_counter()
+        user = user_read.row
         items = self._features.items(query.candidates)
         fetched = time.perf_counter()
         similarity, bias, heuristic = self._parts(user, items)
@@ -112,7 +125,7 @@ class RankingPipeline:
             inputs = self._inputs(
                 user, items, similarity, bias, embedded if self._embeddings else None
             )
-            model_score = self._model.score(inputs)
+            model_score = np.where(items.known, self._model.score(inputs), 0.0)
         scored = time.perf_counter()
         if not user.known:
             scores = bias
@@ -123,29 +136,34 @@ class RankingPipeline:
         # Scores are in [0, 1]; -1 sends unknown items after every known one.
         order = top_k(np.where(items.known, scores, -1.0).astype(np.float32), query.top_k)
         now = time.time()
-        item_age = np.where(items.known, now - items.timestamp, -1.0)
+        parts = None
+        if query.explain:
+            parts = Parts(
+                similarity=similarity[order],
+                bias=bias[order],
+                model_score=model_score[order].astype(np.float32),
+                heuristic=heuristic[order],
+                embedding_score=embedded[0][order],
+                item_age=np.where(items.known, now - items.timestamp, -1.0)[order],
+                unknown_item=~items.known[order],
+            )
         return Ranking(
             item_ids=list(map(query.candidates.__getitem__, order.tolist())),
-            scores=np.where(items.known, scores, 0.0).astype(np.float32)[order],
-            similarity=similarity[order],
-            bias=bias[order],
-            model_score=model_score[order],
-            heuristic=heuristic[order],
-            embedding_score=embedded[0][order],
-            item_age=item_age[order],
-            unknown_item=~items.known[order],
+            scores=np.where(items.known[order], scores[order], 0.0).astype(np.float32),
             cold_start=not user.known,
             user_age=now - user.timestamp if user.known else -1.0,
             model_version=self._version,
             timings={
-                "fetch": fetched - started,
+                "fetch": user_read.seconds + fetched - started,
                 "score": scored - fetched,
                 "rank": time.perf_counter() - scored,
             },
+            parts=parts,
         )
 
     @staticmethod
     def _parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(similarity, bias, heuristic) per candidate; a cold-start bias is the item's."""
         if not user.known:
             zeros = np.zeros(len(items), dtype=np.float32)
             return zeros, items.bias.copy(), zeros
@@ -179,3 +197,25 @@ class RankingPipeline:
             items.price,
             embedded,
         )
+
+
+def embedding_parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndarray]:
+    """(dot product, cosine) of the learned embeddings; zeros where either side has none.
+
+    The row-wise formulas training uses (training/publish.py), so serving agrees
+    with training to the last bit.
+    """
+    n = len(items)
+    zeros = np.zeros(n, dtype=np.float32)
+    if user.embedding is None or items.embeddings is None or user.embedding.size == 0:
+        return zeros, zeros
+    if items.embeddings.shape[1] != user.embedding.size:
+        if not items.embeddings.shape[1]:
+            return zeros, zeros
+        raise FeatureSchemaMismatch(
+            f"user embeddings have {user.embedding.size} dimensions, item embeddings "
+            f"{items.embeddings.shape[1]}; re-publish the embeddings"
+        )
+    users = np.broadcast_to(user.embedding, items.embeddings.shape)
+    score = np.einsum("ij,ij->i", items.embeddings, users).astype(np.float32)
+    return score, rowwise_cosine(items.embeddings, users)

@@ -6,14 +6,12 @@ import numpy as np
 
 
 def cosine_similarity(user_vector: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
-    """cos(user, item) per item row; 0 wherever either vector is zero."""
-    user_norm = float(np.sqrt(user_vector @ user_vector))
-    item_norms = np.sqrt(np.einsum("ij,ij->i", item_vectors, item_vectors))
-    dots = item_vectors @ user_vector
-    denominator = item_norms * user_norm
-    out = np.zeros_like(dots, dtype=np.float32)
-    np.divide(dots, denominator, out=out, where=denominator > 0)
-    return out
+    """cos(user, item) per item row; 0 wherever either vector is zero.
+
+    The row-wise formula over the user broadcast to every row: the one training
+    and the batched server use, so all three agree to the last bit.
+    """
+    return rowwise_cosine(item_vectors, np.broadcast_to(user_vector, item_vectors.shape))
 
 
 def combined_bias(user_bias: float | np.ndarray, item_bias: np.ndarray) -> np.ndarray:

@@ -52,15 +52,18 @@ class RankerServicer(pb_grpc.RankerServicer):
             query = to_query(request, self._settings)
             self._metrics.candidates.observe(len(request.candidate_item_ids))
             _check_deadline(context, "before ranking started")
+            user = await self._pipeline.read_user(query.user_id)
             if len(query.candidates) <= self._settings.inline_max_candidates:
-                ranking = self._pipeline.rank(query)
+                ranking = self._pipeline.rank(query, user)
             else:
                 loop = asyncio.get_running_loop()
-                ranking = await loop.run_in_executor(self._executor, self._pipeline.rank, query)
+                ranking = await loop.run_in_executor(
+                    self._executor, self._pipeline.rank, query, user
+                )
             _check_deadline(context, "while ranking")
             serialise_started = time.perf_counter()
             page_size = request.page_size or self._settings.default_page_size
-            for page in to_pages(ranking, page_size, request.explain):
+            for page in to_pages(ranking, page_size):
                 yield page
             ranking.timings["serialise"] = time.perf_counter() - serialise_started
             ranking.timings["total"] = time.perf_counter() - started

@@ -149,6 +149,19 @@ def test_online_values_equal_the_newest_offline_rows(on_redis: tuple[Settings, W
         np.testing.assert_array_equal(getattr(fetched, column.removeprefix("item_"))[:-1], expected)
 
 
+def test_redis_user_reads_equal_the_sdk(on_redis: tuple[Settings, Workspace]) -> None:
+    from server.user_reads import RedisUserReads
+    from tests.test_user_reads import check_equal_to_the_sdk
+
+    stores, workspace = on_redis
+    features = FeastFeatures(workspace.repo_dir)
+    with feast_env(stores):
+        features.load()
+        features.enable_embeddings()
+        assert isinstance(features._user_reads, RedisUserReads)
+        check_equal_to_the_sdk(features, workspace)
+
+
 def test_a_server_on_redis_ranks_as_the_sqlite_server_does(
     on_redis: tuple[Settings, Workspace], server_settings: Settings, sqlite_ranking: Ranking
 ) -> None:

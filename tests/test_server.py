@@ -53,7 +53,7 @@ def test_scores_are_the_onnx_ranker_on_the_feast_features(
     similarity = cosine_similarity(user.vector, items.vectors)
     bias = combined_bias(user.bias, items.bias)
     assert user.embedding is not None and items.embeddings is not None
-    dot = items.embeddings @ user.embedding
+    dot = np.einsum("ij,j->i", items.embeddings, user.embedding)
     embedded = (dot, cosine_similarity(user.embedding, items.embeddings))
     ranker = OnnxRanker.load(workspace.models_dir, "0001", threads=1)
     assert ranker.info.embeddings

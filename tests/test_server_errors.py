@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import sqlite3
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -116,12 +117,14 @@ class SlowFeatures:
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def user(self, user_id: str) -> UserRow:
+    async def user(self, user_id: str) -> UserRow:
         self.entered.set()
-        self.release.wait(self.delay)
+        deadline = time.monotonic() + self.delay
+        while not self.release.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # as a slow store read, awaited: the loop stays free
         return UserRow(np.ones(2, np.float32), 0.5, 1.0, True, time.time())
 
-    def items(self, item_ids: list[str]) -> ItemRows:
+    def items(self, item_ids: Sequence[str]) -> ItemRows:
         n = len(item_ids)
         return ItemRows(
             np.ones((n, 2), np.float32),

@@ -1,0 +1,97 @@
+"""The one-read user path equals Feast's get_online_features, value for value."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from features.workspace import Workspace
+from server.feature_fetch import FeastFeatures
+from server.feature_rows import UserRow
+from server.user_reads import EntityKeys, SqliteUserReads, feature_field, redis_client
+
+
+def assert_same_user(fast: UserRow, sdk: UserRow) -> None:
+    assert fast.known == sdk.known
+    np.testing.assert_array_equal(fast.vector, sdk.vector)
+    assert (fast.bias, fast.activity, fast.timestamp) == (sdk.bias, sdk.activity, sdk.timestamp)
+
+
+def user_ids(workspace: Workspace, n: int) -> list[str]:
+    ids: list[str] = pq.read_table(workspace.user_embeddings_path)["user_id"].to_pylist()
+    return ids[:n]
+
+
+def check_equal_to_the_sdk(features: FeastFeatures, workspace: Workspace) -> None:
+    """Users with and without features, an unknown one and a repeat, in one read."""
+    wanted = [*user_ids(workspace, 20), "no-such-user", "user_000001", "user_000001"]
+    fast = features.users(wanted)
+    assert [u.known for u in fast] == [True] * 20 + [False, True, True]
+    for user_id, row in zip(wanted, fast, strict=True):
+        assert_same_user(row, features.user_via_sdk(user_id))
+        assert_same_user(asyncio.run(features.user_async(user_id)), row)
+    # The embeddings view comes back in the same read, equal to the SDK's.
+    refs = ["user_embeddings:user_embedding"]
+    sdk = features.store.get_online_features(
+        features=refs, entity_rows=[{"user_id": u} for u in wanted]
+    ).to_dict()["user_embedding"]
+    for row, expected in zip(fast, sdk, strict=True):
+        assert row.embedding is not None
+        np.testing.assert_array_equal(row.embedding, np.asarray(expected or [], np.float32))
+
+
+def test_sqlite_user_reads_equal_the_sdk(workspace: Workspace) -> None:
+    features = FeastFeatures(workspace.repo_dir)
+    features.load()
+    features.enable_embeddings()
+    assert isinstance(features._user_reads, SqliteUserReads)
+    check_equal_to_the_sdk(features, workspace)
+
+
+def test_the_entity_key_is_feasts_own_encoding() -> None:
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    keys = EntityKeys("user_id", 3)
+    for value in ("user_000001", "", "ü-ñ", "x" * 300):
+        proto = EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=value)])
+        assert keys.key(value) == serialize_entity_key(proto, entity_key_serialization_version=3)
+
+
+def test_the_redis_field_is_feasts_own_hash() -> None:
+    from feast.infra.online_stores.helpers import _mmh3
+
+    for ref in ("user_features:user_vector", "user_embeddings:user_embedding", "a:b"):
+        view, feature = ref.split(":")
+        assert feature_field(view, feature) == _mmh3(ref)
+
+
+def test_a_redis_connection_string_is_read_as_feast_reads_it() -> None:
+    client = redis_client("redis", "127.0.0.1:6390,db=3,password=secret,ssl=false")
+    kwargs = client.connection_pool.connection_kwargs
+    assert (kwargs["host"], kwargs["port"], kwargs["db"], kwargs["password"]) == (
+        "127.0.0.1",
+        6390,
+        3,
+        "secret",
+    )
+    assert kwargs["socket_timeout"] == 1.0  # a hung store fails the call, never hangs it
+
+
+def test_an_unreadable_sqlite_store_is_unavailable_not_a_crash(tmp_path: Path) -> None:
+    from server.errors import FeatureStoreUnavailable
+    from server.user_reads import UserView
+
+    reads = SqliteUserReads(
+        tmp_path / "missing.db",
+        "shoprank",
+        [UserView("user_features", ("user_vector",))],
+        EntityKeys("user_id", 3),
+    )
+    with pytest.raises(FeatureStoreUnavailable, match=r"missing\.db"):
+        reads.read(["user_000001"])
