@@ -32,6 +32,9 @@ class ItemRows:
     timestamp: np.ndarray  # float64 [n] epoch seconds; 0 when unknown
     # float32 [n, E] learned embeddings; None when not served, zero rows where missing.
     embeddings: np.ndarray | None = None
+    # Row norms of vectors and embeddings, where the source keeps them (the item cache).
+    vector_norms: np.ndarray | None = None
+    embedding_norms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.known.shape[0])
@@ -45,4 +48,6 @@ class ItemRows:
             self.known[rows],
             self.timestamp[rows],
             None if self.embeddings is None else self.embeddings[rows],
+            None if self.vector_norms is None else self.vector_norms[rows],
+            None if self.embedding_norms is None else self.embedding_norms[rows],
         )

@@ -64,17 +64,20 @@ def assemble(
 
     embedding_parts: (embedding_score, embedding_cosine), for models that take them.
     """
-    n = item_vectors.shape[0]
-    scalars = np.empty((n, len(SCALAR_INPUTS)), dtype=np.float32)
-    scalars[:, 0] = similarity
-    scalars[:, 1] = bias
-    scalars[:, 2] = user_bias
-    scalars[:, 3] = user_activity
-    scalars[:, 4] = item_bias
-    scalars[:, 5] = item_conversion
-    scalars[:, 6] = item_price
-    interaction = (item_vectors * user_vector).astype(np.float32)
-    if embedding_parts is None:
-        return np.concatenate([scalars, interaction], axis=1)
-    embedded = np.stack(embedding_parts, axis=1).astype(np.float32)
-    return np.concatenate([scalars, embedded, interaction], axis=1)
+    n, dim = item_vectors.shape
+    extra = 0 if embedding_parts is None else len(EMBEDDING_INPUTS)
+    first = len(SCALAR_INPUTS) + extra  # where the interaction columns start
+    # One buffer filled in place: no per-part arrays to stack and copy again.
+    out = np.empty((n, first + dim), dtype=np.float32)
+    out[:, 0] = similarity
+    out[:, 1] = bias
+    out[:, 2] = user_bias
+    out[:, 3] = user_activity
+    out[:, 4] = item_bias
+    out[:, 5] = item_conversion
+    out[:, 6] = item_price
+    if embedding_parts is not None:
+        out[:, 7] = embedding_parts[0]
+        out[:, 8] = embedding_parts[1]
+    np.multiply(item_vectors, user_vector, out=out[:, first:])
+    return out

@@ -29,7 +29,6 @@ from server.scoring import (
     combined_bias,
     cosine_similarity,
     heuristic_score,
-    rowwise_cosine,
     top_k,
 )
 
@@ -172,8 +171,10 @@ class RankingPipeline:
                 f"user vectors have {user.vector.shape[0]} dimensions, item vectors "
                 f"{items.vectors.shape[1]}; re-run `shoprank features materialize`"
             )
-        vectors = items.vectors if items.known.any() else np.zeros((len(items), user.vector.size))
-        similarity = cosine_similarity(user.vector, vectors.astype(np.float32))
+        if items.known.any():
+            similarity = cosine_similarity(user.vector, items.vectors, items.vector_norms)
+        else:
+            similarity = np.zeros(len(items), dtype=np.float32)
         bias = combined_bias(user.bias, items.bias)
         return similarity, bias, heuristic_score(similarity, bias)
 
@@ -216,6 +217,5 @@ def embedding_parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndar
             f"user embeddings have {user.embedding.size} dimensions, item embeddings "
             f"{items.embeddings.shape[1]}; re-publish the embeddings"
         )
-    users = np.broadcast_to(user.embedding, items.embeddings.shape)
-    score = np.einsum("ij,ij->i", items.embeddings, users).astype(np.float32)
-    return score, rowwise_cosine(items.embeddings, users)
+    score = np.einsum("ij,j->i", items.embeddings, user.embedding).astype(np.float32)
+    return score, cosine_similarity(user.embedding, items.embeddings, items.embedding_norms)

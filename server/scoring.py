@@ -5,13 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 
-def cosine_similarity(user_vector: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
+def cosine_similarity(
+    user_vector: np.ndarray, item_vectors: np.ndarray, item_norms: np.ndarray | None = None
+) -> np.ndarray:
     """cos(user, item) per item row; 0 wherever either vector is zero.
 
-    The row-wise formula over the user broadcast to every row: the one training
-    and the batched server use, so all three agree to the last bit.
+    The same arithmetic as rowwise_cosine with the user on every row, which
+    training uses, so the two agree to the last bit. item_norms: row_norms of
+    item_vectors, when the caller keeps them (the item cache does).
     """
-    return rowwise_cosine(item_vectors, np.broadcast_to(user_vector, item_vectors.shape))
+    dots = np.einsum("ij,j->i", item_vectors, user_vector)
+    norms = row_norms(item_vectors) if item_norms is None else item_norms
+    return cosine_from_dots(dots, norms, row_norms(user_vector[np.newaxis, :])[0])
 
 
 def combined_bias(user_bias: float | np.ndarray, item_bias: np.ndarray) -> np.ndarray:
@@ -48,8 +53,20 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
 
 def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """cos(a[r], b[r]) for each row r; 0 wherever either row is zero."""
-    dots = np.einsum("ij,ij->i", a, b)
-    denominator = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return cosine_from_dots(np.einsum("ij,ij->i", a, b), row_norms(a), row_norms(b))
+
+
+def row_norms(a: np.ndarray) -> np.ndarray:
+    """The L2 norm of each row."""
+    norms: np.ndarray = np.linalg.norm(a, axis=1)
+    return norms
+
+
+def cosine_from_dots(
+    dots: np.ndarray, a_norms: np.ndarray, b_norms: np.ndarray | np.floating
+) -> np.ndarray:
+    """dots / (|a| |b|) per row; 0 where either norm is 0."""
+    denominator = a_norms * b_norms
     out = np.zeros_like(dots, dtype=np.float32)
     np.divide(dots, denominator, out=out, where=denominator > 0)
     return out

@@ -1,7 +1,14 @@
 import numpy as np
 import pytest
 
-from server.scoring import combined_bias, cosine_similarity, heuristic_score, rowwise_cosine, top_k
+from server.scoring import (
+    combined_bias,
+    cosine_similarity,
+    heuristic_score,
+    row_norms,
+    rowwise_cosine,
+    top_k,
+)
 
 
 def test_cosine_of_a_vector_with_itself_is_one() -> None:
@@ -51,3 +58,18 @@ def test_top_k_ties_keep_input_order() -> None:
 def test_top_k_is_capped_at_n() -> None:
     scores = np.array([0.2, 0.4], dtype=np.float32)
     assert top_k(scores, 10).tolist() == [1, 0]
+
+
+def test_cosine_of_one_user_equals_trainings_rowwise_cosine_bit_for_bit() -> None:
+    rng = np.random.default_rng(1)
+    for trial in range(100):
+        n, d = int(rng.integers(1, 300)), int(rng.integers(1, 200))
+        items = rng.random((n, d)).astype(np.float32)
+        items[rng.random(n) < 0.1] = 0.0
+        user = np.zeros(d, np.float32) if trial % 7 == 0 else rng.random(d).astype(np.float32)
+        wide = np.concatenate([items, rng.random((n, 5)).astype(np.float32)], axis=1)
+        expected = rowwise_cosine(np.repeat(user[np.newaxis, :], n, axis=0), items)
+        assert np.array_equal(cosine_similarity(user, items), expected)
+        # A strided view (the cache's gather) and kept norms give the same bits.
+        kept = row_norms(wide[:, :d])
+        assert np.array_equal(cosine_similarity(user, wide[:, :d], kept), expected)
