@@ -25,8 +25,7 @@ from server.metrics import Metrics
 from server.model_runtime import OnnxRanker, check_wiring
 from server.pipeline import RankingPipeline, RankQuery
 from server.proto.shoprank.v1 import ranking_pb2 as pb
-from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
-from server.servicer import RankerServicer
+from server.servicer import RankerServicer, add_to_server
 from training import registry
 
 log = logging.getLogger(__name__)
@@ -126,9 +125,7 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
     metrics = Metrics()
     executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="rank")
     server = grpc.aio.server()
-    pb_grpc.add_RankerServicer_to_server(
-        RankerServicer(pipeline, settings, executor, metrics), server
-    )
+    add_to_server(RankerServicer(pipeline, settings, executor, metrics), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(

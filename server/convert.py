@@ -8,6 +8,7 @@ from server.config import Settings
 from server.errors import InvalidRequest
 from server.pipeline import Parts, Ranking, RankQuery, distinct
 from server.proto.shoprank.v1 import ranking_pb2 as pb
+from server.wire import encode_page
 
 Flag = pb.ScoreParts.Flag
 
@@ -68,17 +69,28 @@ def _parts(ranking: Ranking, parts: Parts, i: int) -> pb.ScoreParts:
     )
 
 
-def to_pages(ranking: Ranking, page_size: int) -> Iterator[pb.RankResponse]:
-    """Consecutive pages of at most page_size items; the first names the model."""
-    scores = ranking.scores.tolist()
+def to_pages(ranking: Ranking, page_size: int) -> Iterator[bytes]:
+    """Consecutive pages of at most page_size items, as serialised RankResponse
+    messages; the first names the model. Pages without parts are written by
+    server.wire in one numpy pass where their shape allows."""
+    scores = ranking.scores
     ids = ranking.item_ids
     total = len(ids)
     for start in range(0, total, page_size):
         end = min(start + page_size, total)
-        page = pb.RankResponse(model_version=ranking.model_version if start == 0 else "")
-        add = page.items.add
-        for i in range(start, end):
-            item = add(item_id=ids[i], rank=i + 1, score=scores[i])
-            if ranking.parts is not None:
-                item.parts.CopyFrom(_parts(ranking, ranking.parts, i))
-        yield page
+        version = ranking.model_version if start == 0 else ""
+        fast = None
+        if ranking.parts is None:
+            fast = encode_page(ids[start:end], start + 1, scores[start:end], version)
+        yield fast if fast is not None else _page(ranking, start, end, version).SerializeToString()
+
+
+def _page(ranking: Ranking, start: int, end: int, version: str) -> pb.RankResponse:
+    page = pb.RankResponse(model_version=version)
+    add = page.items.add
+    scores = ranking.scores.tolist()
+    for i in range(start, end):
+        item = add(item_id=ranking.item_ids[i], rank=i + 1, score=scores[i])
+        if ranking.parts is not None:
+            item.parts.CopyFrom(_parts(ranking, ranking.parts, i))
+    return page

@@ -17,6 +17,8 @@ from server.pipeline import RankingPipeline
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
 
+SERVICE = pb.DESCRIPTOR.services_by_name["Ranker"].full_name
+
 
 def _check_deadline(context: grpc.aio.ServicerContext, stage: str) -> None:
     remaining = context.time_remaining()
@@ -36,9 +38,9 @@ class RankerServicer(pb_grpc.RankerServicer):
         self._metrics = metrics
         self._in_flight = 0
 
-    async def Rank(
+    async def Rank(  # yields serialised pages: see add_to_server
         self, request: pb.RankRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.RankResponse]:
+    ) -> AsyncIterator[bytes]:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         self._in_flight += 1
@@ -75,3 +77,17 @@ class RankerServicer(pb_grpc.RankerServicer):
             self._in_flight -= 1
             self._metrics.in_flight.dec()
             self._metrics.count(code.name)
+
+
+def add_to_server(servicer: RankerServicer, server: grpc.aio.Server) -> None:
+    """As the generated add_RankerServicer_to_server, but the servicer yields pages
+    already serialised (server.convert.to_pages), so they pass through as bytes."""
+    handlers = {
+        "Rank": grpc.unary_stream_rpc_method_handler(
+            servicer.Rank,
+            request_deserializer=pb.RankRequest.FromString,
+            response_serializer=None,  # bytes as they are
+        )
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    server.add_registered_method_handlers(SERVICE, handlers)

@@ -1,0 +1,62 @@
+"""RankResponse pages as protobuf wire bytes, written with numpy over all items at once.
+
+Building a page through the protobuf API costs a Python call per item. For the
+common page (no score parts, ASCII ids of at most 116 bytes, ranks below 16384)
+every RankedItem has a short fixed shape,
+
+    0x0A len { 0x0A len(id) id  0x10 rank(1-2 bytes)  [0x1D float32 score] }
+
+so the page is one [items, bytes] array filled column by column, compacted by
+a mask of the bytes each item uses. Fields are in field-number order and zero
+scores omitted, as protobuf's own encoder writes them: the bytes equal
+RankResponse.SerializeToString() (tests hold that). Other pages return None and
+are built through the protobuf API.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+MAX_ID_BYTES = 116  # keeps every item's length in one varint byte
+MAX_RANK = 16383  # ranks in at most two varint bytes
+
+
+def encode_page(
+    ids: list[str], first_rank: int, scores: np.ndarray, model_version: str
+) -> bytes | None:
+    n = len(ids)
+    last_rank = first_rank + n - 1
+    if n == 0 or last_rank > MAX_RANK or len(model_version) > 127:
+        return None
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=n)
+    widest = int(lengths.max())
+    if widest > MAX_ID_BYTES or not model_version.isascii():
+        return None
+    try:
+        id_bytes = np.array(ids, dtype=f"S{widest}").view(np.uint8).reshape(n, widest)
+    except UnicodeEncodeError:  # not ASCII: one character may take several bytes
+        return None
+    ranks = np.arange(first_rank, last_rank + 1)
+    two = ranks > 127
+    bits = np.ascontiguousarray(scores, dtype="<f4").view("<u4")
+    scored = bits != 0
+    at = 4 + widest  # where the rank field starts
+    record = np.empty((n, at + 8), dtype=np.uint8)
+    record[:, 0] = 0x0A  # RankResponse.items
+    record[:, 1] = 4 + lengths + two + 5 * scored  # the item's length
+    record[:, 2] = 0x0A  # RankedItem.item_id
+    record[:, 3] = lengths
+    record[:, 4:at] = id_bytes
+    record[:, at] = 0x10  # RankedItem.rank
+    record[:, at + 1] = np.where(two, (ranks & 0x7F) | 0x80, ranks)
+    record[:, at + 2] = ranks >> 7
+    record[:, at + 3] = 0x1D  # RankedItem.score
+    record[:, at + 4 :] = bits.view(np.uint8).reshape(n, 4)
+    used = np.ones((n, at + 8), dtype=bool)
+    used[:, 4:at] = np.arange(widest) < lengths[:, np.newaxis]
+    used[:, at + 2] = two
+    used[:, at + 3 :] = scored[:, np.newaxis]
+    page = record[used].tobytes()
+    if model_version:  # RankResponse.model_version
+        page += bytes([0x12, len(model_version)]) + model_version.encode()
+    return page
