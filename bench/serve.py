@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -79,14 +80,16 @@ def wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float =
 
 
 @contextmanager
-def running(commands: list[list[str]], target: str, env: dict[str, str]) -> Iterator[None]:
+def running(
+    commands: list[list[str]], target: str, env: dict[str, str]
+) -> Iterator[list[subprocess.Popen[bytes]]]:
     processes = [
         subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         for c in commands
     ]
     try:
         wait_serving(target, processes[0])
-        yield
+        yield processes
     finally:
         for p in processes:
             p.terminate()
@@ -135,6 +138,50 @@ def sdk_latency(home: Path, requests: list[pb.RankRequest], seconds: float) -> d
         "p50_ms": float(np.percentile(ms, 50)),
         "p99_ms": float(np.percentile(ms, 99)),
         "calls": float(ms.size),
+    }
+
+
+def tree_cpu_seconds(roots: list[int]) -> float:
+    """User + system CPU of these processes and all their descendants (Linux /proc)."""
+    parents: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # exited meanwhile
+        pid = int(stat.parent.name)
+        parents[pid] = int(fields[1])
+        ticks[pid] = int(fields[11]) + int(fields[12])
+    tree, grown = set(roots), True
+    while grown:
+        more = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= more
+        grown = bool(more)
+    return sum(ticks.get(pid, 0) for pid in tree) / os.sysconf("SC_CLK_TCK")
+
+
+def own_cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def loaded(
+    target: str,
+    requests: list[pb.RankRequest],
+    args: argparse.Namespace,
+    servers: list[subprocess.Popen[bytes]],
+) -> dict[str, float]:
+    """Concurrency 32, with the CPU each side spent per call: where the time goes."""
+    server_before, own_before = tree_cpu_seconds([p.pid for p in servers]), own_cpu_seconds()
+    report = asyncio.run(loadtest.run(target, requests, args.duration, 32, connections=4))
+    # Calls are counted after the load generator's 1 s warm-up; CPU over the whole run.
+    calls = report.qps * (args.duration + 1.0)
+    server = tree_cpu_seconds([p.pid for p in servers]) - server_before
+    return {
+        **report.__dict__,
+        "server_cpu_ms_per_call": server / calls * 1e3,
+        "loadgen_cpu_ms_per_call": (own_cpu_seconds() - own_before) / calls * 1e3,
     }
 
 
@@ -188,10 +235,10 @@ def measure(
         "--processes",
         str(args.processes),
     ]
-    with running([serve], target, env):
+    with running([serve], target, env) as servers:
         c1 = asyncio.run(loadtest.run(target, small, args.duration, 1))
         c1_large = asyncio.run(loadtest.run(target, large, args.duration, 1))
-        c32 = asyncio.run(loadtest.run(target, small, args.duration, 32, connections=4))
+        c32 = loaded(target, small, args, servers)
         pages = out / f"pages-{store}.bin"
         transport_pages(target, small[0], pages)
     port = free_port("127.0.0.1")
@@ -207,25 +254,28 @@ def measure(
         ]
         for _ in range(args.processes)
     ]
-    with running(transport, target, env):
-        base32 = asyncio.run(loadtest.run(target, small, args.duration, 32, connections=4))
+    with running(transport, target, env) as servers:
+        base32 = loaded(target, small, args, servers)
     return {
         "store": store,
         "sdk_100": sdk100,
         "sdk_1000": sdk1000,
         "rank_100_c1": c1.__dict__,
         "rank_1000_c1": c1_large.__dict__,
-        "rank_100_c32": c32.__dict__,
-        "transport_100_c32": base32.__dict__,
+        "rank_100_c32": c32,
+        "transport_100_c32": base32,
         "ratio_p50_100": c1.p50_ms / sdk100["p50_ms"],
         "ratio_p99_1000": c1_large.p99_ms / sdk1000["p99_ms"],
-        "ratio_qps_c32": c32.qps / base32.qps,
+        "ratio_qps_c32": c32["qps"] / base32["qps"],
     }
 
 
 def print_table(results: list[dict[str, object]], processes: int) -> None:
     print(f"\nshoprank serve --processes {processes}; loadgen in this process; 2 cores shared")
-    header = f"{'store':<7} {'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>7}"
+    header = (
+        f"{'store':<7} {'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>7}"
+        f" {'server CPU/call':>16} {'loadgen CPU/call':>17}"
+    )
     print(header)
     print("-" * len(header))
     for r in results:
@@ -240,7 +290,13 @@ def print_table(results: list[dict[str, object]], processes: int) -> None:
         for name, m, qps in rows:
             assert isinstance(m, dict)
             q = f"{m['qps']:>7.0f}" if qps else f"{'':>7}"
-            print(f"{r['store']:<7} {name:<44} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {q}")
+            cpu = ""
+            if "server_cpu_ms_per_call" in m:
+                cpu = (
+                    f" {m['server_cpu_ms_per_call']:>13.2f} ms"
+                    f" {m['loadgen_cpu_ms_per_call']:>14.2f} ms"
+                )
+            print(f"{r['store']:<7} {name:<44} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {q}{cpu}")
         targets = [
             ("Rank-100 p50 / SDK-100 p50", r["ratio_p50_100"], "<= 0.5"),
             ("Rank-1000 p99 / SDK-1000 p99", r["ratio_p99_1000"], "<= 0.25"),
