@@ -16,7 +16,7 @@ def cosine_similarity(
     """
     dots = np.einsum("ij,j->i", item_vectors, user_vector)
     norms = row_norms(item_vectors) if item_norms is None else item_norms
-    return cosine_from_dots(dots, norms, row_norms(user_vector[np.newaxis, :])[0])
+    return cosine_from_dots(dots, norms, row_norms(user_vector))
 
 
 def combined_bias(user_bias: float | np.ndarray, item_bias: np.ndarray) -> np.ndarray:
@@ -57,8 +57,9 @@ def rowwise_cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def row_norms(a: np.ndarray) -> np.ndarray:
-    """The L2 norm of each row."""
-    norms: np.ndarray = np.linalg.norm(a, axis=1)
+    """The L2 norm of each row (of the last axis): np.linalg.norm(a, axis=-1)'s own
+    arithmetic without its Python wrapper, which cost more than the sum here."""
+    norms: np.ndarray = np.sqrt(np.add.reduce(a * a, axis=-1))
     return norms
 
 

@@ -13,6 +13,7 @@ so a Feast upgrade that changes the layout fails them rather than serving zeros.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import sqlite3
 import struct
@@ -134,6 +135,7 @@ class SqliteUserReads:
         return self.read([user_id])[0]
 
 
+@functools.lru_cache(maxsize=4096)  # rows of one materialization share their times
 def _sqlite_epoch(stored: int) -> float:
     """Feast stores a naive UTC time as datetime.timestamp() does, as if local time,
     and reads it back the same way: undo exactly that, so any TZ reads the true time."""

@@ -73,3 +73,11 @@ def test_cosine_of_one_user_equals_trainings_rowwise_cosine_bit_for_bit() -> Non
         # A strided view (the cache's gather) and kept norms give the same bits.
         kept = row_norms(wide[:, :d])
         assert np.array_equal(cosine_similarity(user, wide[:, :d], kept), expected)
+
+
+def test_row_norms_are_numpys_norm_bit_for_bit() -> None:
+    rng = np.random.default_rng(2)
+    for d in (1, 7, 64, 125, 300):
+        a = rng.random((50, d)).astype(np.float32)
+        assert np.array_equal(row_norms(a), np.linalg.norm(a, axis=1))
+        assert np.array_equal(row_norms(a[3]), np.linalg.norm(a[3:4], axis=1)[0])

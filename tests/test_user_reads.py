@@ -95,3 +95,16 @@ def test_an_unreadable_sqlite_store_is_unavailable_not_a_crash(tmp_path: Path) -
     )
     with pytest.raises(FeatureStoreUnavailable, match=r"missing\.db"):
         reads.read(["user_000001"])
+
+
+def test_a_float_list_is_read_from_its_packed_bytes_exactly() -> None:
+    from feast.protos.feast.types.Value_pb2 import FloatList, Value
+
+    from server.feature_fetch import float_list
+
+    rng = np.random.default_rng(3)
+    for n in (0, 1, 31, 32, 125, 1000):  # lengths across varint widths of the byte count
+        sent = Value(float_list_val=FloatList(val=rng.random(n).astype(np.float32).tolist()))
+        value = Value.FromString(sent.SerializeToString())
+        expected = np.asarray(value.float_list_val.val, np.float32)
+        assert np.array_equal(float_list(value), expected)
