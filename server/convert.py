@@ -88,9 +88,9 @@ def to_pages(ranking: Ranking, page_size: int) -> Iterator[bytes]:
 def _page(ranking: Ranking, start: int, end: int, version: str) -> pb.RankResponse:
     page = pb.RankResponse(model_version=version)
     add = page.items.add
-    scores = ranking.scores.tolist()
+    scores = ranking.scores[start:end].tolist()
     for i in range(start, end):
-        item = add(item_id=ranking.item_ids[i], rank=i + 1, score=scores[i])
+        item = add(item_id=ranking.item_ids[i], rank=i + 1, score=scores[i - start])
         if ranking.parts is not None:
             item.parts.CopyFrom(_parts(ranking, ranking.parts, i))
     return page
