@@ -21,8 +21,8 @@ class Metrics:
         )
         self.stage_seconds = Histogram(
             "shoprank_rank_stage_seconds",
-            "Time per stage of a Rank call: fetch, score (similarity, bias and model), "
-            "rank (top-k), serialise, total.",
+            "Time per stage of a Rank call: fetch (user read, item cache), score "
+            "(similarity, bias, model inputs), model (ONNX), rank (top-k), serialise, total.",
             ["stage"],
             buckets=BUCKETS,
             registry=self.registry,

@@ -120,12 +120,14 @@ class RankingPipeline:
         similarity, bias, heuristic = self._parts(user, items)
         embedded = embedding_parts(user, items)
         model_score = np.zeros(len(items), dtype=np.float32)
+        modelled = scored = time.perf_counter()
         if user.known and self._model is not None and items.known.any():
             inputs = self._inputs(
                 user, items, similarity, bias, embedded if self._embeddings else None
             )
+            modelled = time.perf_counter()
             model_score = np.where(items.known, self._model.score(inputs), 0.0)
-        scored = time.perf_counter()
+            scored = time.perf_counter()
         if not user.known:
             scores = bias
         elif self._model is None:
@@ -154,7 +156,8 @@ class RankingPipeline:
             model_version=self._version,
             timings={
                 "fetch": user_read.seconds + fetched - started,
-                "score": scored - fetched,
+                "score": modelled - fetched,  # similarity, bias and the model's inputs
+                "model": scored - modelled,  # the ONNX call
                 "rank": time.perf_counter() - scored,
             },
             parts=parts,

@@ -9,6 +9,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from features.workspace import Workspace
+from server.config import Settings
 from server.feature_fetch import FeastFeatures
 from server.model_inputs import assemble
 from server.model_runtime import OnnxRanker
@@ -174,3 +175,28 @@ def test_the_registry_marks_the_served_version_current(workspace: Workspace) -> 
     }
     assert model.metadata["feature_service"] == "ranker_v2"
     assert model.metadata["parity_max_abs_error"] < 1e-5
+
+
+def test_each_stage_of_a_call_is_timed_in_the_metrics(server_settings: Settings) -> None:
+    import urllib.request
+    from dataclasses import replace
+
+    from server.app import load
+    from server.processes import free_port
+    from tests.support import ServerThread
+
+    settings = replace(server_settings, metrics_port=free_port("127.0.0.1"))
+    server = ServerThread(settings, load(settings))
+    port = server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            rank(channel)
+            rank(channel, explain=True)
+        url = f"http://127.0.0.1:{settings.metrics_port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+    finally:
+        server.stop()
+    for stage in ("fetch", "score", "model", "rank", "serialise", "total"):
+        assert f'shoprank_rank_stage_seconds_count{{stage="{stage}"}} 2.0' in text
+    assert 'shoprank_rank_requests_total{code="OK"} 2.0' in text
