@@ -3,11 +3,12 @@
 A ranking needs its user's row of each user view (features, and learned
 embeddings for an embeddings model). Feast reads one view per call, and its
 Python around the read costs more than the read itself: 150-350 us a call here,
-twice per request. This reads all views of a batch of users in one round trip,
-one SQL statement on SQLite and one pipeline of HMGETs on Redis, from the layout
-Feast's own online stores write (the key encoding is Feast's own function). Tests hold the result
-equal to get_online_features value for value on SQLite, Redis and Redis Cluster,
-so a Feast upgrade that changes the layout fails them rather than serving zeros.
+twice per request. This reads all views of a user (or of a batch of users) in
+one round trip, one SQL statement on SQLite and one HMGET (or a pipeline of
+them) on Redis, from the layout Feast's own online stores write; the entity key
+is Feast's own encoding. Tests hold the result equal to get_online_features
+value for value on SQLite, Redis and Redis Cluster, so a Feast upgrade that
+changes the layout fails them rather than serving zeros.
 """
 
 from __future__ import annotations
