@@ -106,7 +106,8 @@ class SqliteUserReads:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             # Read-only: a reader must never create or lock the store for writing.
-            conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, timeout=5.0)
+            uri = f"{self._path.resolve().as_uri()}?mode=ro"  # as_uri quotes ?, # and spaces
+            conn = sqlite3.connect(uri, uri=True, timeout=5.0)
             self._local.conn = conn
         return conn
 

@@ -108,3 +108,19 @@ def test_a_float_list_is_read_from_its_packed_bytes_exactly() -> None:
         value = Value.FromString(sent.SerializeToString())
         expected = np.asarray(value.float_list_val.val, np.float32)
         assert np.array_equal(float_list(value), expected)
+
+
+def test_a_sqlite_store_under_a_path_with_uri_characters_is_read(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    import shutil
+
+    from server.user_reads import UserView
+
+    odd = tmp_path / "a b?c#d"
+    odd.mkdir()
+    shutil.copy(workspace.repo_dir / "data" / "online_store.db", odd / "online.db")
+    views = [UserView("user_features", ("user_vector", "user_bias", "user_activity"))]
+    here = SqliteUserReads(odd / "online.db", "shoprank", views, EntityKeys("user_id", 3))
+    (rows,) = here.read(["user_000001"])
+    assert rows[0] is not None and set(rows[0][0]) == {"user_vector", "user_bias", "user_activity"}
