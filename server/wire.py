@@ -37,9 +37,50 @@ def encode_page(
     except UnicodeEncodeError:  # not ASCII: one character may take several bytes
         return None
     ranks = np.arange(first_rank, last_rank + 1)
-    two = ranks > 127
     bits = np.ascontiguousarray(scores, dtype="<f4").view("<u4")
     scored = bits != 0
+    if lengths.min() == widest and (last_rank <= 127 or first_rank > 127) and scored.all():
+        page = _uniform(id_bytes, widest, ranks, bits)
+    else:
+        page = _masked(id_bytes, lengths, widest, ranks, bits, scored)
+    if model_version:  # RankResponse.model_version
+        page += bytes([0x12, len(model_version)]) + model_version.encode()
+    return page
+
+
+def _uniform(id_bytes: np.ndarray, width: int, ranks: np.ndarray, bits: np.ndarray) -> bytes:
+    """Every item the same shape (the common page): its rows are the bytes, no mask."""
+    n = ranks.shape[0]
+    two = int(ranks[0] > 127)
+    at = 4 + width  # where the rank field starts
+    record = np.empty((n, at + 7 + two), dtype=np.uint8)
+    record[:, 0] = 0x0A  # RankResponse.items
+    record[:, 1] = 4 + width + two + 5  # the item's length
+    record[:, 2] = 0x0A  # RankedItem.item_id
+    record[:, 3] = width
+    record[:, 4:at] = id_bytes
+    record[:, at] = 0x10  # RankedItem.rank
+    if two:
+        record[:, at + 1] = (ranks & 0x7F) | 0x80
+        record[:, at + 2] = ranks >> 7
+    else:
+        record[:, at + 1] = ranks
+    record[:, at + 2 + two] = 0x1D  # RankedItem.score
+    record[:, at + 3 + two :] = bits.view(np.uint8).reshape(n, 4)
+    return record.tobytes()
+
+
+def _masked(
+    id_bytes: np.ndarray,
+    lengths: np.ndarray,
+    widest: int,
+    ranks: np.ndarray,
+    bits: np.ndarray,
+    scored: np.ndarray,
+) -> bytes:
+    """Items of several shapes: the widest row for each, compacted by the bytes it uses."""
+    n = ranks.shape[0]
+    two = ranks > 127
     at = 4 + widest  # where the rank field starts
     record = np.empty((n, at + 8), dtype=np.uint8)
     record[:, 0] = 0x0A  # RankResponse.items
@@ -56,7 +97,5 @@ def encode_page(
     used[:, 4:at] = np.arange(widest) < lengths[:, np.newaxis]
     used[:, at + 2] = two
     used[:, at + 3 :] = scored[:, np.newaxis]
-    page = record[used].tobytes()
-    if model_version:  # RankResponse.model_version
-        page += bytes([0x12, len(model_version)]) + model_version.encode()
+    page: bytes = record[used].tobytes()
     return page

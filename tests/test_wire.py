@@ -22,11 +22,16 @@ def test_random_pages_equal_protobufs_bytes() -> None:
         n = int(rng.integers(1, 300))
         longest = 130 if trial % 5 == 0 else 40  # some ids too long for the fast shape
         sizes = rng.integers(1, longest, n)
+        if trial % 4 == 1:  # one shape for every item: the unmasked path
+            sizes[:] = sizes[0]
         ids = ["".join(rng.choice(list("abz09_-"), int(size))) for size in sizes]
         first = int(rng.integers(1, 20000 if trial % 9 == 0 else 200))  # 1- and 2-byte ranks
         scores = rng.random(n).astype(np.float32)
-        scores[rng.random(n) < 0.2] = 0.0  # omitted, as protobuf omits zeros
+        if trial % 4 != 1:
+            scores[rng.random(n) < 0.2] = 0.0  # omitted, as protobuf omits zeros
         scores[rng.random(n) < 0.05] = -0.0  # not zero bits: written
+        if trial % 8 == 5:  # ranks wholly past 127: two varint bytes each
+            first = int(rng.integers(128, 5000))
         version = "" if trial % 3 else "v" * int(rng.integers(1, 20))
         page = encode_page(ids, first, scores, version)
         if page is not None:
