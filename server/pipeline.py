@@ -30,6 +30,7 @@ from server.scoring import (
     cosine_similarity,
     heuristic_score,
     top_k,
+    user_dots,
 )
 
 HEURISTIC_VERSION = "heuristic"
@@ -220,5 +221,6 @@ def embedding_parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndar
             f"user embeddings have {user.embedding.size} dimensions, item embeddings "
             f"{items.embeddings.shape[1]}; re-publish the embeddings"
         )
-    score = np.einsum("ij,j->i", items.embeddings, user.embedding).astype(np.float32)
-    return score, cosine_similarity(user.embedding, items.embeddings, items.embedding_norms)
+    score = user_dots(user.embedding, items.embeddings).astype(np.float32)
+    cosine = cosine_similarity(user.embedding, items.embeddings, items.embedding_norms, score)
+    return score, cosine

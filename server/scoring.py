@@ -6,17 +6,28 @@ import numpy as np
 
 
 def cosine_similarity(
-    user_vector: np.ndarray, item_vectors: np.ndarray, item_norms: np.ndarray | None = None
+    user_vector: np.ndarray,
+    item_vectors: np.ndarray,
+    item_norms: np.ndarray | None = None,
+    dots: np.ndarray | None = None,
 ) -> np.ndarray:
     """cos(user, item) per item row; 0 wherever either vector is zero.
 
     The same arithmetic as rowwise_cosine with the user on every row, which
     training uses, so the two agree to the last bit. item_norms: row_norms of
-    item_vectors, when the caller keeps them (the item cache does).
+    item_vectors, when the caller keeps them (the item cache does). dots:
+    user_dots(user_vector, item_vectors), when the caller has already computed them.
     """
-    dots = np.einsum("ij,j->i", item_vectors, user_vector)
+    if dots is None:
+        dots = user_dots(user_vector, item_vectors)
     norms = row_norms(item_vectors) if item_norms is None else item_norms
     return cosine_from_dots(dots, norms, row_norms(user_vector))
+
+
+def user_dots(user_vector: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
+    """user . item per item row, summed as training's row-wise einsum sums them."""
+    dots: np.ndarray = np.einsum("ij,j->i", item_vectors, user_vector)
+    return dots
 
 
 def combined_bias(user_bias: float | np.ndarray, item_bias: np.ndarray) -> np.ndarray:
