@@ -24,13 +24,10 @@ from server.item_cache import ItemFeatureCache
 from server.metrics import Metrics
 from server.model_runtime import OnnxRanker, check_wiring
 from server.pipeline import RankingPipeline, RankQuery
-from server.proto.shoprank.v1 import ranking_pb2 as pb
-from server.servicer import RankerServicer, add_to_server
+from server.servicer import SERVICE, RankerServicer, add_to_server
 from training import registry
 
 log = logging.getLogger(__name__)
-
-RANKER_SERVICE = pb.DESCRIPTOR.services_by_name["Ranker"].full_name
 
 
 @dataclass
@@ -130,7 +127,7 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
         (
-            RANKER_SERVICE,
+            SERVICE,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
@@ -144,7 +141,7 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
     await server.start()
     if settings.metrics_port:
         metrics.serve(settings.host, settings.metrics_port)
-    for service in ("", RANKER_SERVICE):
+    for service in ("", SERVICE):
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     if loaded.refresher is not None:
         loaded.refresher.start()

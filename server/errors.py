@@ -28,6 +28,15 @@ class Overloaded(RankingError):
 class FeatureStoreUnavailable(RankingError):
     code = grpc.StatusCode.UNAVAILABLE
 
+    @classmethod
+    def after(cls, error: Exception, store: str = "") -> FeatureStoreUnavailable:
+        """The error for a failed online read; store names it where the reader knows it."""
+        where = f"{store}: " if store else ""
+        return cls(
+            f"feature store read failed ({where}{type(error).__name__}: {error}); "
+            "check the online store is reachable"
+        )
+
 
 class DeadlineExceeded(RankingError):
     code = grpc.StatusCode.DEADLINE_EXCEEDED

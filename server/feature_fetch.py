@@ -131,7 +131,7 @@ class FeastFeatures:
                 requested_features=[ref.split(":")[1] for ref in refs],
             )
         except Exception as error:
-            raise unavailable(error) from error
+            raise FeatureStoreUnavailable.after(error) from error
         # Redis answers a missing key with empty values where SQLite answers None.
         return [(ts, values) if _found(values) else (None, None) for ts, values in rows]
 
@@ -184,7 +184,7 @@ class FeastFeatures:
             response = self.store.get_online_features(features=list(refs), entity_rows=rows)
             result: dict[str, list[Any]] = response.to_dict(include_event_timestamps=True)
         except Exception as error:
-            raise unavailable(error) from error
+            raise FeatureStoreUnavailable.after(error) from error
         return result
 
     def user_via_sdk(self, user_id: str) -> UserRow:
@@ -261,13 +261,6 @@ def _parsed(row: ViewRow) -> tuple[float | None, dict[str, Any] | None]:
 
 def _found(values: dict[str, Any] | None) -> bool:
     return values is not None and any(v.WhichOneof("val") for v in values.values())
-
-
-def unavailable(error: Exception) -> FeatureStoreUnavailable:
-    return FeatureStoreUnavailable(
-        f"feature store read failed ({type(error).__name__}: {error}); "
-        "check the online store is reachable"
-    )
 
 
 def item_rows_from_protos(rows: Sequence[tuple[Any, dict[str, Any] | None]]) -> ItemRows:

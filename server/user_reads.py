@@ -187,7 +187,7 @@ class RedisUserReads:
                         pipe.hmget(self._key(user_id), self._fields)
                     replies = pipe.execute()
         except Exception as error:
-            raise _unavailable(error) from None
+            raise FeatureStoreUnavailable.after(error, "redis") from None
         return [self._rows(values) for values in replies]
 
     async def read_async(self, user_id: str) -> list[ViewRow]:
@@ -197,7 +197,7 @@ class RedisUserReads:
         try:
             values = await self._async_client.hmget(self._key(user_id), self._fields)
         except Exception as error:
-            raise _unavailable(error) from None
+            raise FeatureStoreUnavailable.after(error, "redis") from None
         return self._rows(values)
 
     def _key(self, user_id: str) -> bytes:
@@ -219,13 +219,6 @@ class RedisUserReads:
             row = {f: v for f, v in zip(view.features, found, strict=True) if v}
             rows.append((row, ts.seconds + ts.nanos / 1e9) if row else None)
         return rows
-
-
-def _unavailable(error: Exception) -> FeatureStoreUnavailable:
-    return FeatureStoreUnavailable(
-        f"feature store read failed (redis: {type(error).__name__}: {error}); "
-        "check the online store is reachable"
-    )
 
 
 def redis_client(redis_type: str, connection_string: str, asynchronous: bool = False) -> Any:
