@@ -174,7 +174,7 @@ def loaded(
 ) -> dict[str, float]:
     """Concurrency 32, with the CPU each side spent per call: where the time goes."""
     server_before, own_before = tree_cpu_seconds([p.pid for p in servers]), own_cpu_seconds()
-    report = asyncio.run(loadtest.run(target, requests, args.duration, 32, connections=4))
+    report = asyncio.run(loadtest.run(target, requests, args.duration, 32, connections=8))
     # Calls are counted after the load generator's 1 s warm-up; CPU over the whole run.
     calls = report.qps * (args.duration + 1.0)
     server = tree_cpu_seconds([p.pid for p in servers]) - server_before
