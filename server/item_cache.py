@@ -12,6 +12,7 @@ a materialization lands; readers never see a half-built table.
 from __future__ import annotations
 
 import itertools
+import operator
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -56,19 +57,33 @@ class ItemTable:
             map(get, item_ids, itertools.repeat(-1)), dtype=np.int64, count=len(item_ids)
         )
 
+    def lookup_all(self, item_ids: Sequence[str]) -> np.ndarray | None:
+        """Slot per id when every id is cached, else None: the common case in one
+        C call (itemgetter), without a per-id default or a check of the result."""
+        if len(item_ids) == 1:
+            slot = self.index.get(item_ids[0])
+            return None if slot is None else np.array([slot], dtype=np.int64)
+        try:
+            slots = operator.itemgetter(*item_ids)(self.index)
+        except KeyError:
+            return None
+        return np.fromiter(slots, dtype=np.int64, count=len(item_ids))
+
     def gather(self, slots: np.ndarray, tick: int) -> ItemRows:
+        # take, not fancy indexing: the same rows in half the time for a request's 100.
         self.last_used[slots] = tick
-        scalars = self.scalars[slots]
+        scalars = self.scalars.take(slots, axis=0)
+        embeddings = None if self.embeddings is None else self.embeddings.take(slots, axis=0)
         return ItemRows(
-            vectors=self.vectors[slots],
+            vectors=self.vectors.take(slots, axis=0),
             bias=scalars[:, 0],
             conversion=scalars[:, 1],
             price=scalars[:, 2],
-            known=self.known[slots],
-            timestamp=self.timestamp[slots],
-            embeddings=None if self.embeddings is None else self.embeddings[slots],
+            known=self.known.take(slots),
+            timestamp=self.timestamp.take(slots),
+            embeddings=embeddings,
             vector_norms=scalars[:, 3],
-            embedding_norms=None if self.embeddings is None else scalars[:, 4],
+            embedding_norms=None if embeddings is None else scalars[:, 4],
         )
 
     def put(self, ids: Sequence[str], rows: ItemRows, tick: int) -> None:
@@ -195,9 +210,10 @@ class ItemFeatureCache:
         if len(item_ids) > self.capacity:  # cannot hold them all at once: bypass
             return self._reader(item_ids)
         with self._lock:
+            found = self._table.lookup_all(item_ids)
+            if found is not None:
+                return self._table.gather(found, next(self._ticks))
             slots = self._table.lookup(item_ids)
-            if (slots >= 0).all():
-                return self._table.gather(slots, next(self._ticks))
         # Distinct: a batch of requests may name an item more than once.
         missing = list(dict.fromkeys(item_ids[i] for i in np.flatnonzero(slots < 0).tolist()))
         fresh = self._reader(missing)

@@ -49,6 +49,17 @@ def test_hits_are_served_without_a_read_and_misses_in_one_batch() -> None:
     assert len(reader.calls) == 2 and cache.misses == 2
 
 
+def test_a_request_of_cached_ids_is_looked_up_in_one_call() -> None:
+    cache = ItemFeatureCache(CountingReader(), capacity=10)
+    cache.warm(["k1", "k2", "k3"])
+    table = cache._table
+    assert table.lookup_all(["k3", "k1"]).tolist() == [2, 0]
+    assert table.lookup_all(["k2"]).tolist() == [1]
+    assert table.lookup_all(["k2", "k9"]) is None  # one miss: the caller reads it
+    assert table.lookup_all(["k9"]) is None
+    assert table.lookup(["k2", "k9"]).tolist() == [1, -1]
+
+
 def test_unknown_items_are_cached_as_unknown() -> None:
     reader = CountingReader()
     cache = ItemFeatureCache(reader, capacity=10)
