@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from server.config import Settings
 from server.errors import InvalidRequest
-from server.pipeline import Parts, Ranking, RankQuery, distinct
+from server.pipeline import Parts, Ranking, RankQuery
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.wire import encode_page
 
@@ -28,18 +28,18 @@ def to_query(request: pb.RankRequest, settings: Settings) -> RankQuery:
             f"{count} candidate_item_ids; the limit is {settings.max_candidates} per request"
         )
     ids = list(request.candidate_item_ids)
-    lengths = list(map(len, ids))  # the loops run in C: no per-candidate bytecode
-    if min(lengths) == 0:
-        raise InvalidRequest(f"candidate_item_ids[{lengths.index(0)}] is empty")
-    if max(lengths) > limit:
-        position = next(i for i, n in enumerate(lengths) if n > limit)
+    unique = dict.fromkeys(ids)  # first occurrences, in order; the loops run in C
+    if "" in unique:
+        raise InvalidRequest(f"candidate_item_ids[{ids.index('')}] is empty")
+    if max(map(len, unique)) > limit:
+        position = next(i for i, item in enumerate(ids) if len(item) > limit)
         raise InvalidRequest(
-            f"candidate_item_ids[{position}] is {lengths[position]} characters; "
+            f"candidate_item_ids[{position}] is {len(ids[position])} characters; "
             f"the limit is {limit}"
         )
     return RankQuery(
         user_id=request.user_id,
-        candidates=distinct(ids),
+        candidates=ids if len(unique) == len(ids) else list(unique),
         top_k=request.top_k,
         explain=request.explain,
     )
