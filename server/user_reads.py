@@ -82,6 +82,9 @@ class EntityKeys:
         return self._prefix + struct.pack("<I", len(raw)) + raw
 
 
+MMAP_BYTES = 1 << 30
+
+
 class SqliteUserReads:
     """All user views of a batch of users in one SELECT over Feast's per-view tables."""
 
@@ -108,6 +111,10 @@ class SqliteUserReads:
             # Read-only: a reader must never create or lock the store for writing.
             uri = f"{self._path.resolve().as_uri()}?mode=ro"  # as_uri quotes ?, # and spaces
             conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+            # Pages read through a memory map: no pread per read transaction, which
+            # halved a user read here (31 -> 16 us). Address space, not memory: the
+            # OS pages in what is read, shared with its page cache.
+            conn.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
             self._local.conn = conn
         return conn
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,13 @@ import pytest
 from features.workspace import Workspace
 from server.feature_fetch import FeastFeatures
 from server.feature_rows import UserRow
-from server.user_reads import EntityKeys, SqliteUserReads, feature_field, redis_client
+from server.user_reads import (
+    MMAP_BYTES,
+    EntityKeys,
+    SqliteUserReads,
+    feature_field,
+    redis_client,
+)
 
 
 def assert_same_user(fast: UserRow, sdk: UserRow) -> None:
@@ -50,6 +57,11 @@ def test_sqlite_user_reads_equal_the_sdk(workspace: Workspace) -> None:
     features.enable_embeddings()
     assert isinstance(features._user_reads, SqliteUserReads)
     check_equal_to_the_sdk(features, workspace)
+    # ... through a read-only memory map of the store.
+    conn = features._user_reads._connection()
+    assert conn.execute("PRAGMA mmap_size").fetchone() == (MMAP_BYTES,)
+    with pytest.raises(sqlite3.OperationalError, match="readonly"):
+        conn.execute("CREATE TABLE written_by_a_reader (a)")
 
 
 def test_the_entity_key_is_feasts_own_encoding() -> None:
