@@ -16,7 +16,7 @@ Rules every caller can rely on (the proto documents them too):
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -86,11 +86,6 @@ class UserRead:
     seconds: float  # how long the read took
 
 
-def distinct(ids: Iterable[str]) -> list[str]:
-    """First occurrences, in order."""
-    return list(dict.fromkeys(ids))
-
-
 class RankingPipeline:
     def __init__(
         self,
@@ -118,11 +113,12 @@ class RankingPipeline:
         user = user_read.row
         items = self._features.items(query.candidates)
         fetched = time.perf_counter()
-        similarity, bias, heuristic = self._parts(user, items)
+        any_known = bool(items.known.any())
+        similarity, bias, heuristic = self._parts(user, items, any_known)
         embedded = embedding_parts(user, items)
         model_score = np.zeros(len(items), dtype=np.float32)
         modelled = scored = time.perf_counter()
-        if user.known and self._model is not None and items.known.any():
+        if user.known and self._model is not None and any_known:
             inputs = self._inputs(
                 user, items, similarity, bias, embedded if self._embeddings else None
             )
@@ -136,7 +132,9 @@ class RankingPipeline:
         else:
             scores = model_score
         # Scores are in [0, 1]; -1 sends unknown items after every known one.
-        order = top_k(np.where(items.known, scores, -1.0).astype(np.float32), query.top_k)
+        order = top_k(
+            np.where(items.known, scores, -1.0).astype(np.float32, copy=False), query.top_k
+        )
         now = time.time()
         parts = None
         if query.explain:
@@ -151,7 +149,7 @@ class RankingPipeline:
             )
         return Ranking(
             item_ids=list(map(query.candidates.__getitem__, order.tolist())),
-            scores=np.where(items.known[order], scores[order], 0.0).astype(np.float32),
+            scores=np.where(items.known[order], scores[order], 0.0).astype(np.float32, copy=False),
             cold_start=not user.known,
             user_age=now - user.timestamp if user.known else -1.0,
             model_version=self._version,
@@ -165,17 +163,19 @@ class RankingPipeline:
         )
 
     @staticmethod
-    def _parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _parts(
+        user: UserRow, items: ItemRows, any_known: bool
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(similarity, bias, heuristic) per candidate; a cold-start bias is the item's."""
         if not user.known:
             zeros = np.zeros(len(items), dtype=np.float32)
             return zeros, items.bias.copy(), zeros
-        if items.known.any() and items.vectors.shape[1] != user.vector.shape[0]:
+        if any_known and items.vectors.shape[1] != user.vector.shape[0]:
             raise FeatureSchemaMismatch(
                 f"user vectors have {user.vector.shape[0]} dimensions, item vectors "
                 f"{items.vectors.shape[1]}; re-run `shoprank features materialize`"
             )
-        if items.known.any():
+        if any_known:
             similarity = cosine_similarity(user.vector, items.vectors, items.vector_norms)
         else:
             similarity = np.zeros(len(items), dtype=np.float32)

@@ -51,14 +51,16 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     k = n if k <= 0 else min(k, n)
     if k == 0:
         return np.empty(0, dtype=np.int64)
-    chosen = np.arange(n)
-    if k < n:
-        # The k-th best value: everything strictly better, then ties in index order.
-        kth = np.partition(-scores, k - 1)[k - 1]
-        better = np.flatnonzero(-scores < kth)
-        ties = np.flatnonzero(-scores == kth)[: k - better.size]
-        chosen = np.sort(np.concatenate([better, ties]))
-    best_first: np.ndarray = chosen[np.argsort(-scores[chosen], kind="stable")]
+    if k == n:  # all of them (a page of the whole request): one stable sort
+        every: np.ndarray = np.argsort(-scores, kind="stable")
+        return every
+    # The k-th best value: everything strictly better, then ties in index order.
+    negated = -scores
+    kth = np.partition(negated, k - 1)[k - 1]
+    better = np.flatnonzero(negated < kth)
+    ties = np.flatnonzero(negated == kth)[: k - better.size]
+    chosen = np.sort(np.concatenate([better, ties]))
+    best_first: np.ndarray = chosen[np.argsort(negated[chosen], kind="stable")]
     return best_first
 
 

@@ -60,6 +60,16 @@ def test_top_k_is_capped_at_n() -> None:
     assert top_k(scores, 10).tolist() == [1, 0]
 
 
+def test_every_top_k_is_a_prefix_of_the_whole_ranking() -> None:
+    # Few distinct values, so ties cross every cut: the partial path and the
+    # whole sort (k = n) must agree on which tied items come first.
+    scores = np.random.default_rng(7).integers(0, 5, 60).astype(np.float32) / 4
+    whole = top_k(scores, 0).tolist()
+    assert whole == sorted(range(60), key=lambda i: (-scores[i], i))
+    for k in range(1, 61):
+        assert top_k(scores, k).tolist() == whole[:k]
+
+
 def test_cosine_of_one_user_equals_trainings_rowwise_cosine_bit_for_bit() -> None:
     rng = np.random.default_rng(1)
     for trial in range(100):
