@@ -7,7 +7,9 @@ import logging
 import os
 import runpy
 import shutil
+import sqlite3
 import time
+from contextlib import closing
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +21,7 @@ from features.workspace import Workspace
 
 if TYPE_CHECKING:  # feast takes seconds to import; only the commands that need it pay
     from feast import FeatureStore
+    from feast.repo_config import RepoConfig
 
 REPO_TEMPLATE = Path(__file__).parent / "repo"
 REPO_FILES = ("feature_store.yaml", "definitions.py")
@@ -94,8 +97,33 @@ def apply(workspace: Workspace) -> list[str]:
     """Register the entities, feature views and services; returns their names."""
     install_repo(workspace)
     objects = definitions(workspace.repo_dir)
-    open_store(workspace).apply(objects)
+    store = open_store(workspace)
+    store.apply(objects)
+    use_write_ahead_log(store)
     return [o.name for o in objects]
+
+
+def sqlite_online_path(config: RepoConfig) -> Path | None:
+    """The SQLite online store's file, resolved as Feast resolves it; None for other stores."""
+    online = config.online_store
+    if online.type != "sqlite":
+        return None
+    path = Path(online.path)  # relative to the repo
+    if not path.is_absolute() and config.repo_path:
+        path = Path(config.repo_path) / path
+    return path
+
+
+def use_write_ahead_log(store: FeatureStore) -> None:
+    """Put a SQLite online store in WAL mode, which the file keeps: servers then read
+    while a materialization writes, where the default rollback journal locks every
+    reader out while a commit is written."""
+    path = sqlite_online_path(store.config)
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path, timeout=30.0)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
 
 
 def marker_path(workspace: Workspace) -> Path:
@@ -133,6 +161,7 @@ def materialize(
     low, high = _time_range([path for path, _ in tables.values()])
     end = end or high + timedelta(seconds=1)
     store = open_store(workspace)
+    use_write_ahead_log(store)  # a store applied before WAL was used gets it here
     views = list(tables)
     if incremental:
         start = _last_end(store) or low

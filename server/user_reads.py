@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from features.store import sqlite_online_path
 from server.errors import FeatureStoreUnavailable
 
 if TYPE_CHECKING:
@@ -268,10 +269,8 @@ def user_reads(store: FeatureStore, views: Sequence[UserView]) -> UserReads | No
         return None  # versioned table and field names: leave them to Feast
     keys = EntityKeys("user_id", config.entity_key_serialization_version)
     online = config.online_store
-    if online.type == "sqlite":
-        path = Path(online.path)  # relative to the repo, as Feast resolves it
-        if not path.is_absolute() and config.repo_path:
-            path = Path(config.repo_path) / path
+    path = sqlite_online_path(config)
+    if path is not None:
         return SqliteUserReads(path, config.project, views, keys)
     if online.type == "redis" and online.redis_type in ("redis", "redis_cluster"):
         kind, text = online.redis_type, online.connection_string

@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from features.store import sqlite_online_path
 from features.workspace import Workspace
 from server.feature_fetch import FeastFeatures
 from server.feature_rows import UserRow
@@ -62,6 +63,28 @@ def test_sqlite_user_reads_equal_the_sdk(workspace: Workspace) -> None:
     assert conn.execute("PRAGMA mmap_size").fetchone() == (MMAP_BYTES,)
     with pytest.raises(sqlite3.OperationalError, match="readonly"):
         conn.execute("CREATE TABLE written_by_a_reader (a)")
+
+
+def test_a_user_read_does_not_wait_for_a_materialization_writing(workspace: Workspace) -> None:
+    features = FeastFeatures(workspace.repo_dir)
+    features.load()
+    reads = features._user_reads
+    assert isinstance(reads, SqliteUserReads)
+    path = sqlite_online_path(features.store.config)
+    assert path is not None
+    users = user_ids(workspace, 3)
+    before = reads.read(users)
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        assert writer.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        # The lock a commit takes: in the rollback journal, readers fail after
+        # their 5 s busy timeout; in WAL they read the last committed rows.
+        writer.execute("BEGIN EXCLUSIVE")
+        writer.execute("UPDATE shoprank_user_features SET value = x''")
+        assert reads.read(users) == before
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
 
 
 def test_the_entity_key_is_feasts_own_encoding() -> None:
