@@ -105,7 +105,9 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     pace.add_argument("--concurrency", type=int, default=8, help="closed loop: calls in flight")
     pace.add_argument("--rps", type=float, help="open loop: calls started per second")
     load.add_argument("--duration", type=float, default=10.0, help="seconds")
-    load.add_argument("--connections", type=int, default=4, help="TCP connections to spread over")
+    load.add_argument(
+        "--connections", type=int, default=4, help="TCP connections; a call takes the least busy"
+    )
     load.add_argument("--candidates", type=int, default=100, help="default scenario: per call")
     load.add_argument("--top-k", type=int, default=100, help="default scenario: top_k")
     load.add_argument("--json", help="write the report here")
