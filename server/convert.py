@@ -76,6 +76,8 @@ def to_pages(ranking: Ranking, page_size: int) -> Iterator[bytes]:
     scores = ranking.scores
     ids = ranking.item_ids
     total = len(ids)
+    if total == 0:  # still one page, which names the model
+        yield pb.RankResponse(model_version=ranking.model_version).SerializeToString()
     for start in range(0, total, page_size):
         end = min(start + page_size, total)
         version = ranking.model_version if start == 0 else ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from concurrent.futures import Executor
 
 import grpc
@@ -38,9 +37,9 @@ class RankerServicer(pb_grpc.RankerServicer):
         self._metrics = metrics
         self._in_flight = 0
 
-    async def Rank(  # yields serialised pages: see add_to_server
+    async def Rank(  # returns the last serialised page: see add_to_server
         self, request: pb.RankRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[bytes]:
+    ) -> bytes:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         self._in_flight += 1
@@ -65,14 +64,19 @@ class RankerServicer(pb_grpc.RankerServicer):
             _check_deadline(context, "while ranking")
             serialise_started = time.perf_counter()
             page_size = request.page_size or self._settings.default_page_size
-            for page in to_pages(ranking, page_size):
-                yield page
+            pages = to_pages(ranking, page_size)
+            last = next(pages)
+            for page in pages:  # every page but the last is written as it is made
+                await context.write(last)
+                last = page
             ranking.timings["serialise"] = time.perf_counter() - serialise_started
             ranking.timings["total"] = time.perf_counter() - started
             self._metrics.observe_stages(ranking.timings)
+            return last
         except Exception as error:
             code, message = status_for(error)
             await context.abort(code, message)
+            raise AssertionError("context.abort returns only by raising") from error
         finally:
             self._in_flight -= 1
             self._metrics.in_flight.dec()
@@ -80,10 +84,20 @@ class RankerServicer(pb_grpc.RankerServicer):
 
 
 def add_to_server(servicer: RankerServicer, server: grpc.aio.Server) -> None:
-    """As the generated add_RankerServicer_to_server, but the servicer yields pages
-    already serialised (server.convert.to_pages), so they pass through as bytes."""
+    """As the generated add_RankerServicer_to_server, with two differences.
+
+    Pages are serialised already (server.convert.to_pages): they pass through as bytes.
+    Rank is a server stream in the contract, and on the wire, where a stream of
+    pages is the same frames whatever the handler's kind: HEADERS, a DATA message
+    per page, trailers. The handler is served as unary-unary, which writes every
+    page but the last with context.write and returns the last: gRPC then sends the
+    last page and the status in one batch. A ranking of one page, the common case,
+    costs one write and one completion instead of two (a stream handler sends its
+    status in a batch of its own after the last page), and its client gets the
+    whole response in one read.
+    """
     handlers = {
-        "Rank": grpc.unary_stream_rpc_method_handler(
+        "Rank": grpc.unary_unary_rpc_method_handler(
             servicer.Rank,
             request_deserializer=pb.RankRequest.FromString,
             response_serializer=None,  # bytes as they are
