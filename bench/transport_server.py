@@ -2,7 +2,11 @@
 response bytes and computes nothing, so a benchmark can tell gRPC's own cost
 from shoprank's.
 
-    python bench/transport_server.py --port P --pages pages.bin
+    python bench/transport_server.py --port P --pages pages.bin [--one-batch]
+
+By default an async generator streams the pages, the idiomatic server stream;
+--one-batch sends them as shoprank does, the last page in one batch with the
+status.
 """
 
 from __future__ import annotations
@@ -32,19 +36,28 @@ def write_pages(path: Path, pages: list[bytes]) -> None:
     path.write_bytes(b"".join(struct.pack(">I", len(p)) + p for p in pages))
 
 
-async def serve(port: int, pages: list[bytes], ready: Path | None) -> None:
+async def serve(port: int, pages: list[bytes], ready: Path | None, one_batch: bool) -> None:
     async def rank(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
         for page in pages:
             yield page
 
-    handler = grpc.method_handlers_generic_handler(
-        "shoprank.v1.Ranker",
-        {
-            "Rank": grpc.unary_stream_rpc_method_handler(
-                rank, request_deserializer=None, response_serializer=None
-            )
-        },
+    async def rank_one_batch(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        # As shoprank serves Rank (server.servicer.add_to_server): the last page
+        # goes out in one batch with the status. The same frames on the wire.
+        for page in pages[:-1]:
+            await context.write(page)
+        return pages[-1]
+
+    method = (
+        grpc.unary_unary_rpc_method_handler(
+            rank_one_batch, request_deserializer=None, response_serializer=None
+        )
+        if one_batch
+        else grpc.unary_stream_rpc_method_handler(
+            rank, request_deserializer=None, response_serializer=None
+        )
     )
+    handler = grpc.method_handlers_generic_handler("shoprank.v1.Ranker", {"Rank": method})
     server = grpc.aio.server()
     server.add_generic_rpc_handlers((handler,))
     health_servicer = health.aio.HealthServicer()  # so the benchmark can wait for it
@@ -62,8 +75,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--pages", type=Path, required=True)
     parser.add_argument("--ready", type=Path, help="write the bound port here when serving")
+    parser.add_argument(
+        "--one-batch", action="store_true", help="send the last page with the status"
+    )
     args = parser.parse_args()
-    asyncio.run(serve(args.port, read_pages(args.pages), args.ready))
+    asyncio.run(serve(args.port, read_pages(args.pages), args.ready, args.one_batch))
 
 
 if __name__ == "__main__":
