@@ -116,7 +116,6 @@ class RankingPipeline:
         any_known = bool(items.known.any())
         similarity, bias, heuristic = self._parts(user, items, any_known)
         embedded = embedding_parts(user, items)
-        model_score = np.zeros(len(items), dtype=np.float32)
         modelled = scored = time.perf_counter()
         if user.known and self._model is not None and any_known:
             inputs = self._inputs(
@@ -125,6 +124,8 @@ class RankingPipeline:
             modelled = time.perf_counter()
             model_score = np.where(items.known, self._model.score(inputs), 0.0)
             scored = time.perf_counter()
+        else:
+            model_score = np.zeros(len(items), dtype=np.float32)
         if not user.known:
             scores = bias
         elif self._model is None:
@@ -210,13 +211,11 @@ def embedding_parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndar
     The row-wise formulas training uses (training/publish.py), so serving agrees
     with training to the last bit.
     """
-    n = len(items)
-    zeros = np.zeros(n, dtype=np.float32)
     if user.embedding is None or items.embeddings is None or user.embedding.size == 0:
-        return zeros, zeros
+        return _zeros(len(items))
     if items.embeddings.shape[1] != user.embedding.size:
         if not items.embeddings.shape[1]:
-            return zeros, zeros
+            return _zeros(len(items))
         raise FeatureSchemaMismatch(
             f"user embeddings have {user.embedding.size} dimensions, item embeddings "
             f"{items.embeddings.shape[1]}; re-publish the embeddings"
@@ -224,3 +223,8 @@ def embedding_parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndar
     score = user_dots(user.embedding, items.embeddings).astype(np.float32)
     cosine = cosine_similarity(user.embedding, items.embeddings, items.embedding_norms, score)
     return score, cosine
+
+
+def _zeros(n: int) -> tuple[np.ndarray, np.ndarray]:
+    zeros = np.zeros(n, dtype=np.float32)
+    return zeros, zeros
