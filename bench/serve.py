@@ -300,7 +300,7 @@ def print_table(results: list[dict[str, object]], processes: list[int]) -> None:
         f" loadgen in this process; 2 cores shared; QPS over {ROUNDS} alternating rounds"
     )
     header = (
-        f"{'store':<7} {'measure':<44} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>7}"
+        f"{'store':<7} {'measure':<50} {'p50 ms':>8} {'p99 ms':>8} {'QPS':>7}"
         f" {'server CPU/call':>16} {'loadgen CPU/call':>17}"
     )
     print(header)
@@ -326,7 +326,7 @@ def print_table(results: list[dict[str, object]], processes: list[int]) -> None:
                     f" {m['server_cpu_ms_per_call']:>13.2f} ms"
                     f" {m['loadgen_cpu_ms_per_call']:>14.2f} ms"
                 )
-            print(f"{r['store']:<7} {name:<44} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {q}{cpu}")
+            print(f"{r['store']:<7} {name:<50} {m['p50_ms']:>8.2f} {m['p99_ms']:>8.2f} {q}{cpu}")
         targets = [
             ("Rank-100 p50 / SDK-100 p50", r["ratio_p50_100"], "<= 0.5"),
             ("Rank-1000 p99 / SDK-1000 p99", r["ratio_p99_1000"], "<= 0.25"),

@@ -94,7 +94,8 @@ def add_to_server(servicer: RankerServicer, server: grpc.aio.Server) -> None:
     last page and the status in one batch. A ranking of one page, the common case,
     costs one write and one completion instead of two (a stream handler sends its
     status in a batch of its own after the last page), and its client gets the
-    whole response in one read.
+    whole response in one read. grpc.aio's context.write serves any handler kind;
+    tests/test_server.py holds a four-page ranking to the stream's contract.
     """
     handlers = {
         "Rank": grpc.unary_unary_rpc_method_handler(
