@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from features.store import sqlite_online_path
 from server.errors import FeatureStoreUnavailable
+from server.resp import RespClient
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -229,19 +230,12 @@ class RedisUserReads:
         return rows
 
 
-def redis_client(redis_type: str, connection_string: str, asynchronous: bool = False) -> Any:
-    """A client for Feast's connection string host:port[,host:port...][,key=value...],
-    read as Feast reads it (values are JSON where they parse as JSON)."""
-    if asynchronous:
-        from redis.asyncio import Redis
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-    else:
-        from redis import Redis
-        from redis.cluster import ClusterNode, RedisCluster
-
+def parse_connection_string(text: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
+    """Feast's connection string host:port[,host:port...][,key=value...], read as Feast
+    reads it (values are JSON where they parse as JSON): (nodes, options)."""
     nodes: list[tuple[str, int]] = []
     params: dict[str, Any] = {}
-    for part in connection_string.split(","):
+    for part in text.split(","):
         if "=" in part:
             key, raw = part.split("=", 1)
             try:
@@ -255,10 +249,50 @@ def redis_client(redis_type: str, connection_string: str, asynchronous: bool = F
     # connection string can say otherwise.
     params.setdefault("socket_timeout", REDIS_TIMEOUT_SECONDS)
     params.setdefault("socket_connect_timeout", REDIS_TIMEOUT_SECONDS)
+    return nodes, params
+
+
+def redis_client(redis_type: str, connection_string: str, asynchronous: bool = False) -> Any:
+    """A redis-py client for Feast's connection string."""
+    if asynchronous:
+        from redis.asyncio import Redis
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+    else:
+        from redis import Redis
+        from redis.cluster import ClusterNode, RedisCluster
+
+    nodes, params = parse_connection_string(connection_string)
     if redis_type == "redis_cluster":
         return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], **params)
     first_host, first_port = nodes[0]
     return Redis(host=first_host, port=first_port, **params)
+
+
+# What server.resp's client understands of a connection string; anything else
+# (TLS, a cluster, other socket options) is left to redis-py.
+LEAN_OPTIONS = {"db", "password", "username", "socket_timeout", "socket_connect_timeout"}
+
+
+def async_redis_client(redis_type: str, connection_string: str) -> Any:
+    """The client a ranking's user read awaits: server.resp's, where it understands the
+    store (one node, plain TCP), else redis-py's asyncio client."""
+    nodes, params = parse_connection_string(connection_string)
+    if params.get("ssl") is False:
+        del params["ssl"]
+    if redis_type != "redis" or set(params) - LEAN_OPTIONS:
+        return redis_client(redis_type, connection_string, asynchronous=True)
+    host, port = nodes[0]
+    password = params.get("password")
+    username = params.get("username")
+    return RespClient(
+        host,
+        port,
+        db=int(params.get("db", 0)),
+        password=None if password is None else str(password),
+        username=None if username is None else str(username),
+        timeout=float(params["socket_timeout"]),
+        connect_timeout=float(params["socket_connect_timeout"]),
+    )
 
 
 def user_reads(store: FeatureStore, views: Sequence[UserView]) -> UserReads | None:
@@ -276,6 +310,6 @@ def user_reads(store: FeatureStore, views: Sequence[UserView]) -> UserReads | No
         kind, text = online.redis_type, online.connection_string
         client = redis_client(kind, text)
         return RedisUserReads(
-            client, lambda: redis_client(kind, text, asynchronous=True), config.project, views, keys
+            client, lambda: async_redis_client(kind, text), config.project, views, keys
         )
     return None
