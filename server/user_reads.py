@@ -121,7 +121,8 @@ class SqliteUserReads:
         return conn
 
     def read(self, user_ids: Sequence[str]) -> list[list[ViewRow]]:
-        keys = list(dict.fromkeys(map(self._keys.key, user_ids)))
+        user_keys = list(map(self._keys.key, user_ids))
+        keys = list(dict.fromkeys(user_keys))  # a repeated user is read once
         try:
             found = self._connection().execute(self._sql(len(keys)), keys).fetchall()
         except sqlite3.Error as error:
@@ -138,11 +139,11 @@ class SqliteUserReads:
                 row = rows[view] = ({}, _sqlite_epoch(event_ts))
             row[0][feature] = value
         missing: list[ViewRow] = [None] * len(self._views)
-        return [by_key.get(key, missing) for key in map(self._keys.key, user_ids)]
+        return [by_key.get(key, missing) for key in user_keys]
 
     async def read_async(self, user_id: str) -> list[ViewRow]:
-        # A local file whose pages the OS caches: one read takes about 30 us here,
-        # less than a hop to a thread would.
+        # A local file mapped into memory: one read takes about 16 us here, less
+        # than a hop to a thread would.
         return self.read([user_id])[0]
 
 
@@ -181,10 +182,10 @@ class RedisUserReads:
         self._project = project.encode()
         self._views = list(views)
         self._keys = keys
-        self._fields: list[bytes | str] = []
+        self._fields: list[bytes] = []  # bytes, as sent: nothing to encode per call
         for view in self._views:
             self._fields += [feature_field(view.name, feature) for feature in view.features]
-            self._fields.append(f"_ts:{view.name}")
+            self._fields.append(f"_ts:{view.name}".encode())
 
     def read(self, user_ids: Sequence[str]) -> list[list[ViewRow]]:
         try:
