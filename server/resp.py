@@ -118,12 +118,12 @@ class _Connection(asyncio.Protocol):
                 else:
                     future.set_result(reply)
         except (RespError, ValueError) as error:  # a stream we cannot read: drop it
-            self._fail(RespError(f"unreadable reply from redis: {error}"))
+            self.close(RespError(f"unreadable reply from redis: {error}"))
             return
         del self._buffer[:at]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._fail(RespError(f"connection to redis lost: {exc or 'closed by the server'}"))
+        self.close(RespError(f"connection to redis lost: {exc or 'closed by the server'}"))
 
     def _check(self) -> None:
         """Fail everything waiting once the oldest call has waited `timeout`."""
@@ -132,19 +132,13 @@ class _Connection(asyncio.Protocol):
             return
         waited = time.monotonic() - self._waiting[0][1]
         if waited >= self._timeout:
-            self._fail(RespError(f"redis did not answer within {self._timeout:g}s"))
+            self.close(RespError(f"redis did not answer within {self._timeout:g}s"))
             return
         loop = asyncio.get_running_loop()
         self._watchdog = loop.call_later(self._timeout - waited, self._check)
 
-    @property
-    def failure(self) -> RespError:
-        return self._failure or RespError("connection closed")
-
     def close(self, error: RespError) -> None:
-        self._fail(error)
-
-    def _fail(self, error: RespError) -> None:
+        """Fail every waiting call with `error` (the first failure sticks); drop the socket."""
         if self._failure is None:
             self._failure = error
         if self._watchdog is not None:
@@ -221,7 +215,8 @@ class RespClient:
                 if reply != "OK":
                     raise RespError(f"redis answered {reply!r} to the connection's set-up")
         except RespError as error:
-            connection.close(RespError(f"redis refused the connection's set-up: {error}"))
-            raise connection.failure from None
+            refused = RespError(f"redis refused the connection's set-up: {error}")
+            connection.close(refused)
+            raise refused from None
         self._connection = connection
         return connection
