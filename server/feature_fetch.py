@@ -154,19 +154,21 @@ class FeastFeatures:
         """As user(), awaiting the store where its client is async (Redis)."""
         if self._user_reads is None:
             return self.user(user_id)
-        rows = await self._user_reads.read_async(user_id)
-        return _user_row([_parsed(r) for r in rows], self.embeddings)
+        return self._from_reads(await self._user_reads.read_async(user_id))
 
     def users(self, user_ids: Sequence[str]) -> list[UserRow]:
         """Each user's features (and embedding): one read for all, where the store allows."""
         if self._user_reads is not None:
-            read = self._user_reads.read(user_ids)
-            return [_user_row([_parsed(r) for r in rows], self.embeddings) for rows in read]
+            return [self._from_reads(rows) for rows in self._user_reads.read(user_ids)]
         views = [self._online_read(USER_VIEW, "user_id", user_ids, USER_REFS)]
         if self.embeddings:
             refs = USER_EMBEDDING_REFS
             views.append(self._online_read(USER_EMBEDDING_VIEW, "user_id", user_ids, refs))
         return [_user_row(list(rows), self.embeddings) for rows in zip(*views, strict=True)]
+
+    def _from_reads(self, rows: Sequence[ViewRow]) -> UserRow:
+        """A UserRow from one user's rows of server.user_reads, one per user view."""
+        return _user_row([_parsed(r) for r in rows], self.embeddings)
 
     def items(self, item_ids: Sequence[str]) -> ItemRows:
         """Item features straight from the online store, one batched read per view."""
