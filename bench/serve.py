@@ -175,10 +175,9 @@ ROUNDS = 4
 # The transport-only baselines (bench/transport_server.py): the idiomatic server
 # stream, whose status goes out in a batch after the last page; and one batch, the
 # last page with the status, as shoprank sends it. The baseline is the first.
-BASELINES = {"stream": [], "one_batch": ["--one-batch"]}
-BASELINE_LABELS = {
-    "stream": "transport-only server (stream)",
-    "one_batch": "transport-only server (one batch)",
+BASELINES = {  # name: (label, flags)
+    "stream": ("transport-only server (stream)", []),
+    "one_batch": ("transport-only server (one batch)", ["--one-batch"]),
 }
 
 
@@ -276,10 +275,11 @@ def measure(
             transport_pages(target, small[0], pages)
             targets = {"rank": (target, servers)}
             with ExitStack() as stack:
-                for name, flags in BASELINES.items():
-                    base_target = f"127.0.0.1:{free_port('127.0.0.1')}"
+                for name, (_, flags) in BASELINES.items():
+                    base_port = free_port("127.0.0.1")
+                    base_target = f"127.0.0.1:{base_port}"
                     script = str(HERE / "transport_server.py")
-                    base = [sys.executable, script, "--port", base_target.rsplit(":", 1)[1]]
+                    base = [sys.executable, script, "--port", str(base_port)]
                     base += ["--pages", str(pages), *flags]
                     base_servers = stack.enter_context(
                         running([base] * processes, base_target, env)
@@ -314,7 +314,7 @@ def print_table(results: list[dict[str, object]], processes: list[int]) -> None:
             (f"Rank 1000 cand, top_k 100, c=1, {c1} proc", r["rank_1000_c1"], "qps"),
         ]
         for n in processes:
-            for name, label in BASELINE_LABELS.items():
+            for name, (label, _) in BASELINES.items():
                 rows.append((f"{label}, c=32, {n} proc", r[f"{name}_c32_p{n}"], "qps"))
             rows.append((f"Rank 100 cand, top_k 100, c=32, {n} proc", r[f"rank_c32_p{n}"], "qps"))
         for name, m, qps in rows:
