@@ -176,7 +176,7 @@ class FeastFeatures:
         if not self.embeddings:
             return rows
         read = self._online_read(ITEM_EMBEDDING_VIEW, "item_id", item_ids, ITEM_EMBEDDING_REFS)
-        values = [None if v is None else v["item_embedding"].float_list_val.val for _, v in read]
+        values = [None if v is None else float_list(v["item_embedding"]) for _, v in read]
         dim = next((len(v) for v in values if v is not None), 0)
         embeddings, _ = vectors_from_lists(values, dim)
         return replace(rows, embeddings=embeddings)
@@ -275,7 +275,7 @@ def item_rows_from_protos(rows: Sequence[tuple[Any, dict[str, Any] | None]]) -> 
     scalars_ = np.zeros((n, 3), dtype=np.float32)
     timestamp = np.zeros(n, dtype=np.float64)
     if found:
-        vectors[known] = [v["item_vector"].float_list_val.val for _, v in found]
+        vectors[known] = [float_list(v["item_vector"]) for _, v in found]
         scalars_[known] = [
             (v["item_bias"].float_val, v["item_conversion"].float_val, v["item_price"].float_val)
             for _, v in found
