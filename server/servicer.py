@@ -36,6 +36,7 @@ class RankerServicer(pb_grpc.RankerServicer):
         self._executor = executor
         self._metrics = metrics
         self._in_flight = 0
+        metrics.in_flight.read_from(lambda: self._in_flight)
 
     async def Rank(  # returns the last serialised page: see add_to_server
         self, request: pb.RankRequest, context: grpc.aio.ServicerContext
@@ -43,7 +44,6 @@ class RankerServicer(pb_grpc.RankerServicer):
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         self._in_flight += 1
-        self._metrics.in_flight.inc()
         try:
             if self._in_flight > self._settings.max_in_flight:
                 raise Overloaded(
@@ -79,7 +79,6 @@ class RankerServicer(pb_grpc.RankerServicer):
             raise AssertionError("context.abort returns only by raising") from error
         finally:
             self._in_flight -= 1
-            self._metrics.in_flight.dec()
             self._metrics.count(code.name)
 
 

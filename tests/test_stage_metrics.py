@@ -40,3 +40,33 @@ def test_each_stage_counts_a_value_in_every_bucket_it_is_at_most() -> None:
     assert (
         sum(1 for name, stage, _ in got if name == bucket and stage == "fetch") == len(BUCKETS) + 1
     )
+
+
+def test_request_counts_candidates_and_in_flight_are_exposed_as_counted() -> None:
+    metrics = Metrics()
+    in_flight = [3]
+    metrics.in_flight.read_from(lambda: in_flight[0])
+    for code in ("OK", "OK", "INVALID_ARGUMENT"):
+        metrics.count(code)
+    for count in (1, 100, 101, 6000):
+        metrics.candidates.observe(count)
+    text = generate_latest(metrics.registry).decode()
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    assert got[("shoprank_rank_requests_total", (("code", "OK"),))] == 2.0
+    assert got[("shoprank_rank_requests_total", (("code", "INVALID_ARGUMENT"),))] == 1.0
+    assert got[("shoprank_rank_in_flight", ())] == 3.0
+    bucket = "shoprank_rank_candidates_bucket"
+    assert [got[(bucket, (("le", le),))] for le in ("1.0", "10.0", "100.0", "250.0", "+Inf")] == [
+        1.0,
+        1.0,
+        2.0,
+        3.0,
+        4.0,
+    ]
+    assert got[("shoprank_rank_candidates_sum", ())] == 6202.0
+    in_flight[0] = 0
+    assert "shoprank_rank_in_flight 0.0" in generate_latest(metrics.registry).decode()
