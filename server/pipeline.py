@@ -113,8 +113,10 @@ class RankingPipeline:
         user = user_read.row
         items = self._features.items(query.candidates)
         fetched = time.perf_counter()
-        any_known = bool(items.known.any())
-        similarity, bias, heuristic = self._parts(user, items, any_known)
+        known = items.known
+        all_known = bool(known.all())  # the common case: no unknown item to mask out
+        any_known = all_known or bool(known.any())
+        similarity, bias = self._parts(user, items, any_known)
         embedded = embedding_parts(user, items)
         modelled = scored = time.perf_counter()
         if user.known and self._model is not None and any_known:
@@ -122,35 +124,43 @@ class RankingPipeline:
                 user, items, similarity, bias, embedded if self._embeddings else None
             )
             modelled = time.perf_counter()
-            model_score = np.where(items.known, self._model.score(inputs), 0.0)
+            model_score = self._model.score(inputs)
+            if not all_known:
+                model_score = np.where(known, model_score, np.float32(0.0))
             scored = time.perf_counter()
         else:
             model_score = np.zeros(len(items), dtype=np.float32)
+        heuristic = None  # the score without a model, and a part when explaining
+        if self._model is None or query.explain:
+            zeros = np.zeros(len(items), dtype=np.float32)
+            heuristic = heuristic_score(similarity, bias) if user.known else zeros
         if not user.known:
             scores = bias
-        elif self._model is None:
+        elif heuristic is not None and self._model is None:
             scores = heuristic
         else:
             scores = model_score
         # Scores are in [0, 1]; -1 sends unknown items after every known one.
         order = top_k(
-            np.where(items.known, scores, -1.0).astype(np.float32, copy=False), query.top_k
+            scores if all_known else np.where(known, scores, np.float32(-1.0)), query.top_k
         )
         now = time.time()
         parts = None
         if query.explain:
+            assert heuristic is not None
             parts = Parts(
                 similarity=similarity[order],
                 bias=bias[order],
-                model_score=model_score[order].astype(np.float32),
+                model_score=model_score[order],
                 heuristic=heuristic[order],
                 embedding_score=embedded[0][order],
-                item_age=np.where(items.known, now - items.timestamp, -1.0)[order],
-                unknown_item=~items.known[order],
+                item_age=np.where(known, now - items.timestamp, -1.0)[order],
+                unknown_item=~known[order],
             )
+        ranked = scores[order]
         return Ranking(
             item_ids=list(map(query.candidates.__getitem__, order.tolist())),
-            scores=np.where(items.known[order], scores[order], 0.0).astype(np.float32, copy=False),
+            scores=ranked if all_known else np.where(known[order], ranked, np.float32(0.0)),
             cold_start=not user.known,
             user_age=now - user.timestamp if user.known else -1.0,
             model_version=self._version,
@@ -164,13 +174,10 @@ class RankingPipeline:
         )
 
     @staticmethod
-    def _parts(
-        user: UserRow, items: ItemRows, any_known: bool
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(similarity, bias, heuristic) per candidate; a cold-start bias is the item's."""
+    def _parts(user: UserRow, items: ItemRows, any_known: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(similarity, bias) per candidate; a cold-start bias is the item's."""
         if not user.known:
-            zeros = np.zeros(len(items), dtype=np.float32)
-            return zeros, items.bias.copy(), zeros
+            return np.zeros(len(items), dtype=np.float32), items.bias.copy()
         if any_known and items.vectors.shape[1] != user.vector.shape[0]:
             raise FeatureSchemaMismatch(
                 f"user vectors have {user.vector.shape[0]} dimensions, item vectors "
@@ -180,8 +187,7 @@ class RankingPipeline:
             similarity = cosine_similarity(user.vector, items.vectors, items.vector_norms)
         else:
             similarity = np.zeros(len(items), dtype=np.float32)
-        bias = combined_bias(user.bias, items.bias)
-        return similarity, bias, heuristic_score(similarity, bias)
+        return similarity, combined_bias(user.bias, items.bias)
 
     @staticmethod
     def _inputs(
