@@ -12,6 +12,7 @@ import numpy as np
 from server.errors import FeatureStoreUnavailable, StartupError
 from server.feature_rows import ItemRows, UserRow
 from server.user_reads import UserReads, UserView, ViewRow, user_reads
+from server.value_bytes import packed_floats, single_float
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -168,7 +169,8 @@ class FeastFeatures:
 
     def _from_reads(self, rows: Sequence[ViewRow]) -> UserRow:
         """A UserRow from one user's rows of server.user_reads, one per user view."""
-        return _user_row([_parsed(r) for r in rows], self.embeddings)
+        row = _user_row_from_bytes(rows, self.embeddings)
+        return row if row is not None else _user_row([_parsed(r) for r in rows], self.embeddings)
 
     def items(self, item_ids: Sequence[str]) -> ItemRows:
         """Item features straight from the online store, one batched read per view."""
@@ -241,6 +243,28 @@ def _user_row(rows: Sequence[tuple[Any, dict[str, Any] | None]], embeddings: boo
         timestamp=ts if isinstance(ts, float) else ts.timestamp(),
         embedding=embedding,
     )
+
+
+def _user_row_from_bytes(rows: Sequence[ViewRow], embeddings: bool) -> UserRow | None:
+    """A known user's UserRow read straight off the values' bytes (server.value_bytes);
+    None for any other row, which _user_row parses as messages."""
+    if rows[0] is None:
+        return None
+    values, ts = rows[0]
+    vector = packed_floats(values.get("user_vector"))
+    bias = single_float(values.get("user_bias"))
+    activity = single_float(values.get("user_activity"))
+    if vector is None or bias is None or activity is None:
+        return None
+    embedding = None
+    if embeddings:
+        found = rows[1]
+        embedding = np.zeros(0, np.float32)
+        if found is not None:
+            embedding = packed_floats(found[0].get("user_embedding"))
+            if embedding is None:
+                return None
+    return UserRow(vector, bias, activity, True, ts, embedding)
 
 
 def float_list(value: Any) -> np.ndarray:

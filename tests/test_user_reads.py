@@ -159,3 +159,29 @@ def test_a_sqlite_store_under_a_path_with_uri_characters_is_read(
     here = SqliteUserReads(odd / "online.db", "shoprank", views, EntityKeys("user_id", 3))
     (rows,) = here.read(["user_000001"])
     assert rows[0] is not None and set(rows[0][0]) == {"user_vector", "user_bias", "user_activity"}
+
+
+def test_value_bytes_read_floats_exactly_as_protobuf_and_refuse_other_shapes() -> None:
+    from feast.protos.feast.types.Value_pb2 import FloatList, Value
+
+    from server.value_bytes import packed_floats, single_float
+
+    rng = np.random.default_rng(4)
+    for n in (1, 31, 32, 125, 1000, 5000):  # the byte counts' varints take 1 to 3 bytes
+        raw = Value(
+            float_list_val=FloatList(val=rng.random(n).astype(np.float32).tolist())
+        ).SerializeToString()
+        expected = np.asarray(Value.FromString(raw).float_list_val.val, np.float32)
+        got = packed_floats(raw)
+        assert got is not None and got.dtype == np.float32
+        assert np.array_equal(got, expected)
+        assert packed_floats(raw[:-1]) is None  # cut short
+        assert packed_floats(raw + b"\0") is None  # trailing bytes
+    for number in (0.0, -0.0, 1.5, 3.4e38, float(np.float32(0.1))):
+        raw = Value(float_val=number).SerializeToString()
+        assert single_float(raw) == Value.FromString(raw).float_val
+    assert single_float(Value(double_val=1.5).SerializeToString()) is None
+    assert single_float(None) is None
+    assert packed_floats(Value(float_list_val=FloatList()).SerializeToString()) is None  # empty
+    assert packed_floats(Value(float_val=1.0).SerializeToString()) is None
+    assert packed_floats(None) is None
