@@ -130,6 +130,8 @@ def test_an_unreadable_sqlite_store_is_unavailable_not_a_crash(tmp_path: Path) -
     )
     with pytest.raises(FeatureStoreUnavailable, match=r"missing\.db"):
         reads.read(["user_000001"])
+    with pytest.raises(FeatureStoreUnavailable, match=r"missing\.db"):
+        reads.read_one("user_000001")
 
 
 def test_a_float_list_is_read_from_its_packed_bytes_exactly() -> None:
