@@ -32,7 +32,8 @@ def user_dots(user_vector: np.ndarray, item_vectors: np.ndarray) -> np.ndarray:
 
 def combined_bias(user_bias: float | np.ndarray, item_bias: np.ndarray) -> np.ndarray:
     """The method's bias term of a (user, item) pair: item_bias x user_bias."""
-    return (item_bias * np.asarray(user_bias, dtype=np.float32)).astype(np.float32)
+    product: np.ndarray = item_bias * np.asarray(user_bias, dtype=np.float32)
+    return product if product.dtype == np.float32 else product.astype(np.float32)
 
 
 def heuristic_score(similarity: np.ndarray, bias: np.ndarray) -> np.ndarray:
@@ -81,6 +82,11 @@ def cosine_from_dots(
 ) -> np.ndarray:
     """dots / (|a| |b|) per row; 0 where either norm is 0."""
     denominator = a_norms * b_norms
+    positive = denominator > 0
+    if np.count_nonzero(positive) == dots.size:
+        # No zero norm (the common case): the same quotients without a masked divide.
+        quotient: np.ndarray = dots / denominator
+        return quotient if quotient.dtype == np.float32 else quotient.astype(np.float32)
     out = np.zeros_like(dots, dtype=np.float32)
-    np.divide(dots, denominator, out=out, where=denominator > 0)
+    np.divide(dots, denominator, out=out, where=positive)
     return out
