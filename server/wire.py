@@ -37,7 +37,11 @@ def encode_page(
     bits = np.ascontiguousarray(scores, dtype="<f4").view("<u4")
     # Every id as long as the widest (the joined length tells), one rank width, every
     # score written: the common page, whose items are rows of one shape.
-    if len(joined) == n * widest and (last_rank <= 127 or first_rank > 127) and bits.all():
+    if (
+        len(joined) == n * widest
+        and (last_rank <= 127 or first_rank > 127)
+        and np.count_nonzero(bits) == n
+    ):
         id_bytes = np.frombuffer(joined.encode("ascii"), dtype=np.uint8).reshape(n, widest)
         page = _uniform(id_bytes, widest, first_rank, bits)
     else:
