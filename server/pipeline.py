@@ -228,7 +228,7 @@ def embedding_parts(user: UserRow, items: ItemRows) -> tuple[np.ndarray, np.ndar
             f"user embeddings have {user.embedding.size} dimensions, item embeddings "
             f"{items.embeddings.shape[1]}; re-publish the embeddings"
         )
-    score = user_dots(user.embedding, items.embeddings).astype(np.float32)
+    score = user_dots(user.embedding, items.embeddings).astype(np.float32, copy=False)
     cosine = cosine_similarity(user.embedding, items.embeddings, items.embedding_norms, score)
     return score, cosine
 
