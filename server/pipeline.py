@@ -116,7 +116,7 @@ class RankingPipeline:
         known = items.known
         # count_nonzero: a third of the cost of .all() and .any() through numpy's reductions.
         found = int(np.count_nonzero(known))
-        all_known = found == len(query.candidates)  # the common case: nothing to mask out
+        all_known = found == len(known)  # the common case: nothing to mask out
         any_known = found > 0
         similarity, bias = self._parts(user, items, any_known)
         embedded = embedding_parts(user, items)

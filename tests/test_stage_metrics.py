@@ -1,4 +1,4 @@
-"""The per-stage histograms: Prometheus's histogram semantics, held to exact counts."""
+"""The metrics' plain-count collectors: Prometheus's semantics, held to exact counts."""
 
 from __future__ import annotations
 
