@@ -15,6 +15,7 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Sequence
+from typing import cast
 
 Reply = bytes | str | int | list["Reply"] | None
 
@@ -86,8 +87,8 @@ class _Connection(asyncio.Protocol):
         return self._transport is not None and self._failure is None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # A stream transport, though uvloop's do not subclass asyncio.Transport.
+        self._transport = cast(asyncio.Transport, transport)
 
     def send(self, command: bytes) -> asyncio.Future[Reply]:
         loop = asyncio.get_running_loop()

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import uvloop
 
 from server.resp import INCOMPLETE, RespClient, RespError, encode, parse
 from server.user_reads import async_redis_client
 from tests.services import missing_redis_binaries, redis_server
 
+# The server runs its calls on uvloop (server.app.run); tests run on both loops.
+RUNNERS = pytest.mark.parametrize("run", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
 STREAM = b"*3\r\n$3\r\nabc\r\n$-1\r\n$0\r\n\r\n+OK\r\n-ERR wrong\r\n:42\r\n*-1\r\n"
 
 
@@ -54,7 +58,10 @@ def redis_address() -> Iterator[tuple[str, int]]:
         yield host, int(port)
 
 
-def test_hmget_equals_redis_py_on_a_real_server(redis_address: tuple[str, int]) -> None:
+@RUNNERS
+def test_hmget_equals_redis_py_on_a_real_server(
+    redis_address: tuple[str, int], run: Callable[[Any], Any]
+) -> None:
     host, port = redis_address
     plain = redis.Redis(host=host, port=port, db=2)
     plain.hset(b"user", mapping={b"a": b"\x00\r\n1", b"b": b""})
@@ -70,7 +77,7 @@ def test_hmget_equals_redis_py_on_a_real_server(redis_address: tuple[str, int]) 
         )
 
     try:
-        user, nobody, only_b = asyncio.run(read())
+        user, nobody, only_b = run(read())
         assert user == plain.hmget(b"user", fields) == [b"\x00\r\n1", None, b"", None]
         assert nobody == [None] * 4
         assert only_b == [b""]
@@ -97,7 +104,10 @@ def test_an_error_reply_fails_that_call_only(redis_address: tuple[str, int]) -> 
         plain.delete(b"text")
 
 
-def test_a_silent_server_fails_the_call_after_the_timeout_and_the_next_call_reconnects() -> None:
+@RUNNERS
+def test_a_silent_server_fails_the_call_after_the_timeout_and_the_next_call_reconnects(
+    run: Callable[[Any], Any],
+) -> None:
     async def scenario() -> tuple[str, int]:
         answering = False
         accepted = 0
@@ -120,7 +130,7 @@ def test_a_silent_server_fails_the_call_after_the_timeout_and_the_next_call_reco
             assert await client.hmget(b"k", [b"f"]) == [b"ok"]
         return "reconnected", accepted
 
-    assert asyncio.run(scenario()) == ("reconnected", 2)
+    assert run(scenario()) == ("reconnected", 2)
 
 
 def test_no_server_is_a_clear_error() -> None:
