@@ -162,10 +162,9 @@ def write_example(workspace: Workspace) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
-    import asyncio
     import logging
 
-    from server.app import serve
+    from server.app import run
     from server.processes import serve_processes
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -173,7 +172,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
     logging.getLogger("feast").setLevel(logging.WARNING)
     processes = settings.processes or os.cpu_count() or 1
     if processes == 1:
-        asyncio.run(serve(settings, on_ready=lambda port: announce(settings, port)))
+        run(settings, on_ready=lambda port: announce(settings, port))
     else:
         settings = replace(settings, processes=processes)
         serve_processes(settings, on_ready=lambda port: announce(settings, port))

@@ -9,7 +9,6 @@ gRPC's core does not survive a fork.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import multiprocessing
 import signal
@@ -34,12 +33,12 @@ def free_port(host: str) -> int:
 
 
 def _child(settings: Settings, ready: Connection) -> None:
-    from server.app import serve
+    from server.app import run
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("feast").setLevel(logging.WARNING)
     try:
-        asyncio.run(serve(settings, on_ready=lambda port: ready.send(("ready", port))))
+        run(settings, on_ready=lambda port: ready.send(("ready", port)))
     except Exception as error:
         ready.send(("failed", str(error).strip().splitlines()[0] if str(error) else repr(error)))
         sys.exit(1)

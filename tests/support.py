@@ -6,6 +6,8 @@ import asyncio
 import threading
 from pathlib import Path
 
+import uvloop
+
 from features import store
 from features.offline import backfill
 from features.synthetic import SyntheticSpec, prepare
@@ -40,7 +42,7 @@ class ServerThread:
     def __init__(self, settings: Settings, loaded: Loaded | None = None) -> None:
         self.settings = settings
         self._loaded = loaded
-        self._loop = asyncio.new_event_loop()
+        self._loop = uvloop.new_event_loop()  # the loop `shoprank serve` runs on
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.running: Running | None = None
 
