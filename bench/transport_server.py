@@ -2,11 +2,12 @@
 response bytes and computes nothing, so a benchmark can tell gRPC's own cost
 from shoprank's.
 
-    python bench/transport_server.py --port P --pages pages.bin [--one-batch]
+    python bench/transport_server.py --port P --pages pages.bin [--one-batch] [--uvloop]
 
-By default an async generator streams the pages, the idiomatic server stream;
---one-batch sends them as shoprank does, the last page in one batch with the
-status.
+By default an async generator streams the pages, the idiomatic server stream,
+on asyncio's own loop. --one-batch sends them as shoprank does, the last page
+in one batch with the status; --uvloop runs on uvloop, as shoprank does. With
+both, the server is shoprank's transport with the ranking taken out.
 """
 
 from __future__ import annotations
@@ -78,8 +79,15 @@ def main() -> None:
     parser.add_argument(
         "--one-batch", action="store_true", help="send the last page with the status"
     )
+    parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
     args = parser.parse_args()
-    asyncio.run(serve(args.port, read_pages(args.pages), args.ready, args.one_batch))
+    main = serve(args.port, read_pages(args.pages), args.ready, args.one_batch)
+    if args.uvloop:
+        import uvloop
+
+        uvloop.run(main)
+    else:
+        asyncio.run(main)
 
 
 if __name__ == "__main__":
