@@ -103,6 +103,12 @@ def load_pipeline(settings: Settings) -> RankingPipeline:
     return load(settings).pipeline
 
 
+# A call's objects die by reference count; at Python's default young-generation
+# threshold (700) the cyclic GC still scanned them every few calls. 20000 measured
+# 3-4% more QPS here, in alternating rounds, and bounds what cycles may wait.
+GC_YOUNG_THRESHOLD = 20_000
+
+
 async def warm_up(pipeline: RankingPipeline) -> None:
     """One ranking through every stage, then freeze the start-up heap.
 
@@ -113,6 +119,8 @@ async def warm_up(pipeline: RankingPipeline) -> None:
     pipeline.rank(RankQuery("__warm_up__", ["__warm_up__"], 0, False), user)
     gc.collect()
     gc.freeze()
+    _, older, oldest = gc.get_threshold()
+    gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
 async def create_server(settings: Settings, loaded: Loaded | None = None) -> Running:
