@@ -105,7 +105,8 @@ def load_pipeline(settings: Settings) -> RankingPipeline:
 
 # A call's objects die by reference count; at Python's default young-generation
 # threshold (700) the cyclic GC still scanned them every few calls. 20000 measured
-# 3-4% more QPS here, in alternating rounds, and bounds what cycles may wait.
+# 3-4% more QPS here, in alternating rounds; cyclic garbage is still collected,
+# after at most that many new objects.
 GC_YOUNG_THRESHOLD = 20_000
 
 
