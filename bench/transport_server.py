@@ -81,13 +81,13 @@ def main() -> None:
     )
     parser.add_argument("--uvloop", action="store_true", help="serve on uvloop")
     args = parser.parse_args()
-    main = serve(args.port, read_pages(args.pages), args.ready, args.one_batch)
+    serving = serve(args.port, read_pages(args.pages), args.ready, args.one_batch)
     if args.uvloop:
         import uvloop
 
-        uvloop.run(main)
+        uvloop.run(serving)
     else:
-        asyncio.run(main)
+        asyncio.run(serving)
 
 
 if __name__ == "__main__":
