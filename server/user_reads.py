@@ -97,19 +97,20 @@ class SqliteUserReads:
         self._local = threading.local()  # a connection per thread: sqlite3's rule
         # Feast's table per view is "<project>_<view>" (without view versioning).
         self._tables = [f"{project}_{view.name}".replace('"', '""') for view in self._views]
-        self._one = " UNION ALL ".join(  # one user: what the server reads per request
-            f'SELECT {view}, feature_name, value, event_ts FROM "{table}" WHERE entity_key = ?1'
+        # One user, what the server reads per request: the key is known, not selected.
+        self._one = self._union("feature_name, value, event_ts", "entity_key = ?1")
+
+    def _union(self, columns: str, condition: str) -> str:
+        """One SELECT per view table, its rows tagged with the view's index."""
+        return " UNION ALL ".join(
+            f'SELECT {view}, {columns} FROM "{table}" WHERE {condition}'
             for view, table in enumerate(self._tables)
         )
 
     def _sql(self, count: int) -> str:
         # The same text per batch size, so sqlite3's statement cache keeps it prepared.
         keys = ",".join(f"?{i + 1}" for i in range(count))
-        return " UNION ALL ".join(
-            f"SELECT {view}, entity_key, feature_name, value, event_ts FROM "
-            f'"{table}" WHERE entity_key IN ({keys})'
-            for view, table in enumerate(self._tables)
-        )
+        return self._union("entity_key, feature_name, value, event_ts", f"entity_key IN ({keys})")
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
