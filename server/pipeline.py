@@ -134,8 +134,10 @@ class RankingPipeline:
             model_score = np.zeros(len(items), dtype=np.float32)
         heuristic = None  # the score without a model, and a part when explaining
         if self._model is None or query.explain:
-            zeros = np.zeros(len(items), dtype=np.float32)
-            heuristic = heuristic_score(similarity, bias) if user.known else zeros
+            if user.known:
+                heuristic = heuristic_score(similarity, bias)
+            else:
+                heuristic = np.zeros(len(items), dtype=np.float32)
         if not user.known:
             scores = bias
         elif heuristic is not None and self._model is None:
