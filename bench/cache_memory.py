@@ -16,8 +16,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from server.feature_rows import ItemRows
-from server.item_cache import ItemFeatureCache
+from features.rows import ItemRows
+from server.sources.item_cache import ItemFeatureCache
 
 
 def rss_mib() -> float:

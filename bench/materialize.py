@@ -23,8 +23,6 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from common import redis_server  # bench/ is on sys.path when run as a script
 
-from server.config import Settings, feast_environment
-
 HERE = Path(__file__).resolve().parent
 SHOPRANK = [sys.executable, "-m", "server.cli"]
 
@@ -53,8 +51,7 @@ def rows(directory: Path) -> int:
 
 def bench(store: str, users: int, items: int, out: Path) -> dict[str, object]:
     with redis_server() if store == "redis" else contextlib.nullcontext("") as redis:
-        settings = Settings(online_store=store, redis=redis or Settings().redis)
-        env = {**os.environ, **feast_environment(settings), "SHOPRANK_ONLINE_STORE": store}
+        env = {**os.environ, "SHOPRANK_ONLINE_STORE": store}
         if redis:
             env["SHOPRANK_REDIS"] = redis
         home = out / f"materialize-{store}-{users}"

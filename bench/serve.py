@@ -41,9 +41,9 @@ import numpy as np
 from common import redis_server  # bench/ is on sys.path when run as a script
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from features import names
 from features.workspace import Workspace
-from server import loadtest
-from server.config import Settings, feast_environment
+from server.clients import loadtest
 from server.processes import free_port
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
@@ -128,7 +128,7 @@ def sdk_latency(home: Path, requests: list[pb.RankRequest], seconds: float) -> d
     from feast import FeatureStore
 
     store = FeatureStore(repo_path=str(Workspace(home).repo_dir))
-    service = store.get_feature_service("ranker_v1")
+    service = store.get_feature_service(names.RANKER_SERVICE)
     times = []
     deadline = time.perf_counter() + seconds
     i = 0
@@ -233,11 +233,9 @@ def transport_pages(target: str, request: pb.RankRequest, path: Path) -> None:
 
 def bench_store(store: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
     with redis_server() if store == "redis" else _nothing() as redis:
-        settings = Settings(online_store=store, redis=redis or Settings().redis)
-        env = {**os.environ, **feast_environment(settings), "SHOPRANK_ONLINE_STORE": store}
+        env = {**os.environ, "SHOPRANK_ONLINE_STORE": store}
         if redis:
             env["SHOPRANK_REDIS"] = redis
-        os.environ.update(feast_environment(settings))
         home = out / f"home-{store}"
         if store == "redis" or not (home / "models" / "CURRENT").exists():
             shutil.rmtree(home, ignore_errors=True)

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import yaml
 
+from features import names
 from features.workspace import Workspace
 
 if TYPE_CHECKING:  # feast takes seconds to import; only the commands that need it pay
@@ -24,41 +26,54 @@ if TYPE_CHECKING:  # feast takes seconds to import; only the commands that need 
     from feast.repo_config import RepoConfig
 
 REPO_TEMPLATE = Path(__file__).parent / "repo"
-REPO_FILES = ("feature_store.yaml", "definitions.py")
-FEATURE_SERVICE = "ranker_v1"
+DEFINITIONS = "definitions.py"
+CONFIG_FILE = "feature_store.yaml"
+
+
+def repo_settings(workspace: Workspace) -> dict[str, Any]:
+    """feature_store.yaml's contents for this workspace: the template's project,
+    provider and offline store, with the workspace's online store and registry."""
+    template = yaml.safe_load((REPO_TEMPLATE / CONFIG_FILE).read_text())
+    stores = workspace.stores
+    return {
+        **template,
+        "online_store": stores.online_config(),
+        "registry": stores.registry_config(),
+    }
 
 
 def install_repo(workspace: Workspace) -> None:
-    """Copy the repo template into the workspace, where its relative paths resolve."""
+    """Write the repo into the workspace, where its relative paths resolve, with its
+    stores resolved: the data team's plain `feast -c <home>/feature_repo ...` then
+    sees the same stores as `shoprank`, with no variables set."""
     (workspace.repo_dir / "data").mkdir(parents=True, exist_ok=True)
-    for name in REPO_FILES:
-        shutil.copyfile(REPO_TEMPLATE / name, workspace.repo_dir / name)
+    shutil.copyfile(REPO_TEMPLATE / DEFINITIONS, workspace.repo_dir / DEFINITIONS)
+    body = yaml.safe_dump(repo_settings(workspace), sort_keys=False)
+    header = "# Written by `shoprank features apply` from its settings (SHOPRANK_*); see README.\n"
+    path = workspace.repo_dir / CONFIG_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(header + body)
+    os.replace(tmp, path)
 
 
 def open_store(workspace: Workspace) -> FeatureStore:
-    return connect(workspace.repo_dir)
+    return connect(workspace)
 
 
-def connect(repo_dir: Path) -> FeatureStore:
-    """The repo's FeatureStore, refusing a feature_store.yaml whose variables are unset.
+def connect(workspace: Workspace) -> FeatureStore:
+    """The workspace repo's FeatureStore, configured from the workspace's stores.
 
-    Feast keeps an unset ${VAR} as literal text, and would take an unset
-    registry for a file of that name: an empty registry, silently.
+    The configuration is an object built from the settings, not the yaml on disk,
+    so a server whose flags name another store never reads a stale file.
     """
     from feast import FeatureStore
+    from feast.repo_config import RepoConfig
 
     logging.getLogger("feast.repo_config").addFilter(_not_the_file_registry_warning)
-    store = FeatureStore(repo_path=str(repo_dir))
-    for key, value in (
-        ("registry", store.config.registry_config),
-        ("online_store", store.config.online_config),
-    ):
-        if isinstance(value, str) and value.startswith("${"):
-            raise ValueError(
-                f"{key} in {repo_dir / 'feature_store.yaml'} is {value}, which is not set: "
-                "run through `shoprank`, or export it as that file's comments show"
-            )
-    return store
+    repo_dir = workspace.repo_dir
+    config = RepoConfig(**repo_settings(workspace))
+    config.repo_path = repo_dir
+    return FeatureStore(repo_path=str(repo_dir), config=config)
 
 
 def _not_the_file_registry_warning(record: logging.LogRecord) -> bool:
@@ -68,29 +83,21 @@ def _not_the_file_registry_warning(record: logging.LogRecord) -> bool:
 
 
 def definitions(repo_dir: Path) -> list[Any]:
-    """The repo's objects, with file sources anchored at repo_dir.
+    """The repo's entities, feature views and services, with file sources anchored
+    at repo_dir.
 
     Feast's DuckDB offline store reads a FileSource path as given, relative to
     the working directory, so sources are registered with absolute paths.
     """
+    from feast import Entity, FeatureService, FeatureView, FileSource
+
     # Run the repo's own file afresh: each call gets new objects to anchor.
-    d = runpy.run_path(str(repo_dir / "definitions.py"))
-    sources = ("user_source", "item_source", "user_embeddings_source", "item_embeddings_source")
-    for source in (d[name] for name in sources):
+    found = runpy.run_path(str(repo_dir / DEFINITIONS)).values()
+    for source in (value for value in found if isinstance(value, FileSource)):
         path = Path(source.file_options.uri)
         if not path.is_absolute():
             source.file_options.uri = str(repo_dir.resolve() / path)
-    names = (
-        "user",
-        "item",
-        "user_features",
-        "item_features",
-        "user_embeddings",
-        "item_embeddings",
-        "ranker_v1",
-        "ranker_v2",
-    )
-    return [d[name] for name in names]
+    return [value for value in found if isinstance(value, Entity | FeatureView | FeatureService)]
 
 
 def apply(workspace: Workspace) -> list[str]:
@@ -147,10 +154,10 @@ def materialize(
     Returns the entities written per feature view.
     """
     candidates = {
-        "user_features": (workspace.user_features_path, "user_id"),
-        "item_features": (workspace.item_features_path, "item_id"),
-        "user_embeddings": (workspace.user_embeddings_path, "user_id"),
-        "item_embeddings": (workspace.item_embeddings_path, "item_id"),
+        names.USER_VIEW: (workspace.user_features_path, names.USER_KEY),
+        names.ITEM_VIEW: (workspace.item_features_path, names.ITEM_KEY),
+        names.USER_EMBEDDING_VIEW: (workspace.user_embeddings_path, names.USER_KEY),
+        names.ITEM_EMBEDDING_VIEW: (workspace.item_embeddings_path, names.ITEM_KEY),
     }
     # Views whose tables have no file yet (embeddings before training) are skipped.
     tables = {

@@ -1,18 +1,68 @@
 """Where a workspace keeps its data, feature repo and models.
 
 A workspace is one directory (``--home``) holding one data set end to end, so
-several data sets can live side by side. Pure path arithmetic: no I/O.
+several data sets can live side by side, and the stores its Feast repo uses.
+Pure path and value arithmetic: no I/O.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+
+from features import names
+
+ONLINE_STORES = ("sqlite", "redis", "redis_cluster")
+# How stale a process's copy of the registry may get: a server sees a new
+# `features apply` from another host within this many seconds.
+REGISTRY_TTL_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Stores:
+    """Where a Feast repo keeps its online features and its registry."""
+
+    # sqlite (a file in the workspace), redis or redis_cluster.
+    online_store: str = "sqlite"
+    # Feast's Redis connection string host:port[,host:port ...][,db=N,password=...];
+    # read only when online_store is not sqlite.
+    redis: str = "127.0.0.1:6379"
+    # Empty: a file in the repo; otherwise a SQLAlchemy URL that jobs and servers share.
+    registry: str = ""
+
+    def online_config(self) -> dict[str, Any]:
+        """feature_store.yaml's online_store section; paths are relative to the repo."""
+        if self.online_store == "sqlite":
+            return {"type": "sqlite", "path": "data/online_store.db"}
+        return {"type": "redis", "redis_type": self.online_store, "connection_string": self.redis}
+
+    def registry_config(self) -> dict[str, Any]:
+        """feature_store.yaml's registry section."""
+        return {
+            "registry_type": "sql" if self.registry else "file",
+            "path": _psycopg3(self.registry) if self.registry else "data/registry.db",
+            "cache_ttl_seconds": REGISTRY_TTL_SECONDS,
+            # A materialization marks its views MATERIALIZING in the registry; without
+            # this, a reader that refreshes its registry meanwhile is refused them.
+            # Feast's warning that this is a no-op on a file registry is wrong: a file
+            # registry is where it bites (tests/integration/test_online_stores.py;
+            # features.store.connect drops that warning).
+            "serve_features_while_materializing": True,
+        }
+
+
+def _psycopg3(url: str) -> str:
+    """Name the installed driver: SQLAlchemy reads a bare postgresql:// as psycopg2,
+    which Feast rewrites with a warning on every start."""
+    bare = "postgresql://"
+    return "postgresql+psycopg://" + url[len(bare) :] if url.startswith(bare) else url
 
 
 @dataclass(frozen=True)
 class Workspace:
     home: Path
+    stores: Stores = field(default_factory=Stores)
 
     @property
     def data_dir(self) -> Path:
@@ -51,19 +101,19 @@ class Workspace:
 
     @property
     def user_features_path(self) -> Path:
-        return self.offline_dir / "user_features"
+        return self.offline_dir / names.USER_VIEW
 
     @property
     def item_features_path(self) -> Path:
-        return self.offline_dir / "item_features"
+        return self.offline_dir / names.ITEM_VIEW
 
     @property
     def user_embeddings_path(self) -> Path:
-        return self.offline_dir / "user_embeddings"
+        return self.offline_dir / names.USER_EMBEDDING_VIEW
 
     @property
     def item_embeddings_path(self) -> Path:
-        return self.offline_dir / "item_embeddings"
+        return self.offline_dir / names.ITEM_EMBEDDING_VIEW
 
     @property
     def vocabulary_path(self) -> Path:

@@ -5,30 +5,22 @@ order: command-line flags, ``SHOPRANK_*`` variables, the defaults below. An
 unknown ``SHOPRANK_*`` variable is an error, so a typo cannot silently fall
 back to a default.
 
-The Feast repo's ``feature_store.yaml`` takes its online store and registry
-from two variables; ``feast_environment`` derives them from the settings, and
-the CLI exports them before any command runs.
+Feast is configured from these settings as an object (``Settings.workspace``
+carries the stores; features.store builds Feast's RepoConfig from them):
+nothing writes the environment.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from features.workspace import ONLINE_STORES, Stores, Workspace
+
 ENV_PREFIX = "SHOPRANK_"
-ONLINE_STORES = ("sqlite", "redis", "redis_cluster")
-# Read by feature_store.yaml, written by shoprank from the settings: outputs of
-# this module, so from_env skips them rather than calling them unknown.
-FEAST_ONLINE_STORE_VAR = "SHOPRANK_FEAST_ONLINE_STORE"
-FEAST_REGISTRY_VAR = "SHOPRANK_FEAST_REGISTRY"
-FEAST_VARS = (FEAST_ONLINE_STORE_VAR, FEAST_REGISTRY_VAR)
-# How stale a process's copy of the registry may get: a server sees a new
-# `features apply` from another host within this many seconds.
-REGISTRY_TTL_SECONDS = 60
 
 
 class ConfigError(ValueError):
@@ -80,6 +72,11 @@ class Settings:
     # How often the server asks the registry whether a materialization landed.
     cache_refresh_seconds: float = 5.0
 
+    @property
+    def workspace(self) -> Workspace:
+        """The workspace at home, with the Feast stores these settings name."""
+        return Workspace(self.home, Stores(self.online_store, self.redis, self.registry))
+
 
 def _coerce(name: str, raw: str, kind: type) -> Any:
     try:
@@ -103,7 +100,7 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
     kinds = _kinds()
     values: dict[str, Any] = {}
     for key, raw in environ.items():
-        if not key.startswith(ENV_PREFIX) or key in FEAST_VARS:
+        if not key.startswith(ENV_PREFIX):
             continue
         name = key[len(ENV_PREFIX) :].lower()
         if name not in kinds:
@@ -164,38 +161,3 @@ def _is_redis_connection_string(text: str) -> bool:
         host and "/" not in host and port.isdigit()
         for host, _, port in (node.rpartition(":") for node in nodes)
     )
-
-
-def feast_environment(settings: Settings) -> dict[str, str]:
-    """The variables feature_store.yaml reads, as YAML flow mappings.
-
-    JSON objects are YAML flow mappings, and json.dumps quotes any password or
-    URL safely.
-    """
-    if settings.online_store == "sqlite":
-        online: dict[str, str] = {"type": "sqlite", "path": "data/online_store.db"}
-    else:
-        online = {
-            "type": "redis",
-            "redis_type": settings.online_store,
-            "connection_string": settings.redis,
-        }
-    registry: dict[str, str | int | bool] = {
-        "registry_type": "sql" if settings.registry else "file",
-        "path": _psycopg3(settings.registry) if settings.registry else "data/registry.db",
-        "cache_ttl_seconds": REGISTRY_TTL_SECONDS,
-        # A materialization marks its views MATERIALIZING in the registry; without
-        # this, a reader that refreshes its registry meanwhile is refused them.
-        # Feast's warning that this is a no-op on a file registry is wrong: a file
-        # registry is where it bites (tests/test_online_stores.py;
-        # features.store.connect drops that warning).
-        "serve_features_while_materializing": True,
-    }
-    return {FEAST_ONLINE_STORE_VAR: json.dumps(online), FEAST_REGISTRY_VAR: json.dumps(registry)}
-
-
-def _psycopg3(url: str) -> str:
-    """Name the installed driver: SQLAlchemy reads a bare postgresql:// as psycopg2,
-    which Feast rewrites with a warning on every start."""
-    bare = "postgresql://"
-    return "postgresql+psycopg://" + url[len(bare) :] if url.startswith(bare) else url

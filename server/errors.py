@@ -1,32 +1,26 @@
-"""Domain errors, and the one place they become gRPC status codes."""
+"""The server's domain errors: small named exceptions, with no transport in them.
+
+server/transport/status.py maps them, and the features' own errors, to gRPC
+status codes in one table.
+"""
 
 from __future__ import annotations
-
-import logging
-
-import grpc
-
-log = logging.getLogger(__name__)
-
-INTERNAL_MESSAGE = "internal error while ranking; it has been logged"
 
 
 class RankingError(Exception):
     """A request that cannot be ranked, for a reason the caller can act on."""
 
-    code = grpc.StatusCode.INTERNAL
-
 
 class InvalidRequest(RankingError):
-    code = grpc.StatusCode.INVALID_ARGUMENT
+    """The request is malformed or over a limit; the message names the field."""
 
 
 class Overloaded(RankingError):
-    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    """The server sheds this call; the caller should retry with backoff."""
 
 
 class FeatureStoreUnavailable(RankingError):
-    code = grpc.StatusCode.UNAVAILABLE
+    """The online store did not answer, and nothing else can serve the call."""
 
     @classmethod
     def after(cls, error: Exception, store: str = "") -> FeatureStoreUnavailable:
@@ -39,22 +33,8 @@ class FeatureStoreUnavailable(RankingError):
 
 
 class DeadlineExceeded(RankingError):
-    code = grpc.StatusCode.DEADLINE_EXCEEDED
-
-
-class FeatureSchemaMismatch(RankingError):
-    """Served features do not fit the loaded model (e.g. another vector width)."""
-
-    code = grpc.StatusCode.FAILED_PRECONDITION
+    """The caller's deadline passed before the ranking was sent."""
 
 
 class StartupError(Exception):
     """The server cannot start; the message says what to fix."""
-
-
-def status_for(error: BaseException) -> tuple[grpc.StatusCode, str]:
-    """The status a caller sees; anything unexpected is INTERNAL with a fixed message."""
-    if isinstance(error, RankingError):
-        return error.code, str(error)
-    log.error("unexpected error while ranking", exc_info=error)
-    return grpc.StatusCode.INTERNAL, INTERNAL_MESSAGE

@@ -34,8 +34,8 @@ class Metrics:
         self.requests = Counts("shoprank_rank_requests", "Rank calls by final status code.", "code")
         self.stage_seconds = Histograms(
             "shoprank_rank_stage_seconds",
-            "Time per stage of a Rank call: fetch (user read, item cache), score "
-            "(similarity, bias, model inputs), model (ONNX), rank (top-k), serialise, total.",
+            "Time per stage of a Rank call: user_read, then each ranking stage by its "
+            "name (gather_items ... top_k, see server/ranking/build.py), serialise, total.",
             BUCKETS,
             "stage",
         )

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from server.errors import FeatureSchemaMismatch, StartupError
-from server.model_inputs import feast_features, input_columns
+from features.errors import FeatureSchemaMismatch
+from features.model_inputs import feast_features, input_columns
+from server.errors import StartupError
 from training import registry
 
 

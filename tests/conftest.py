@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import grpc
@@ -10,14 +9,8 @@ import pytest
 
 from features.workspace import Workspace
 from server.app import load
-from server.config import Settings, feast_environment
+from server.config import Settings
 from tests.support import ServerThread, build_workspace
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    # The Feast repo reads its stores from these, as under `shoprank`: the defaults
-    # here (SQLite, file registry), whatever the shell says.
-    os.environ.update(feast_environment(Settings()))
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from features import names
+from features.model_inputs import assemble
 from features.schema import POSITIVE_EVENTS
-from features.store import FEATURE_SERVICE, open_store
+from features.scoring import combined_bias, rowwise_cosine
+from features.store import open_store
 from features.workspace import Workspace
-from server.model_inputs import assemble
-from server.scoring import combined_bias, rowwise_cosine
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -95,7 +96,7 @@ def _unique_timestamps(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def historical_features(store: FeatureStore, rows: pd.DataFrame) -> pd.DataFrame:
-    service = store.get_feature_service(FEATURE_SERVICE)
+    service = store.get_feature_service(names.RANKER_SERVICE)
     job = store.get_historical_features(entity_df=rows, features=service)
     frame: pd.DataFrame = job.to_df()
     return frame

@@ -22,8 +22,8 @@ from features.workspace import Workspace
 
 if TYPE_CHECKING:
     from training.publish import EmbeddingLookup
-from server.model_inputs import assemble
-from server.scoring import combined_bias, heuristic_score, rowwise_cosine
+from features.model_inputs import assemble
+from features.scoring import combined_bias, heuristic_score, rowwise_cosine
 from training.metrics import auc, hit_rate, ndcg, ranked_relevance
 
 K = 10

@@ -17,11 +17,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from features import store
+from features import names, store
 from features.offline import snapshot_file, write_snapshot
 from features.schema import EVENT_WEIGHTS
+from features.scoring import rowwise_cosine
 from features.workspace import Workspace
-from server.scoring import rowwise_cosine
 from training.embeddings import EmbeddingConfig, train_embeddings
 
 # Events that say the user chose the item (a search result shown is not enough).
@@ -120,4 +120,4 @@ def publish(workspace: Workspace, lookup: EmbeddingLookup, at: datetime) -> None
             ),
         )
         write_snapshot(table, snapshot_file(directory, at))
-    store.materialize(workspace, only=["user_embeddings", "item_embeddings"])
+    store.materialize(workspace, only=list(names.EMBEDDING_VIEWS))

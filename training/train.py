@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from features.store import FEATURE_SERVICE
+from features import names
+from features.model_inputs import EMBEDDING_INPUTS, SCALAR_INPUTS, feast_features, input_columns
 from features.workspace import Workspace
-from server.model_inputs import EMBEDDING_INPUTS, SCALAR_INPUTS, feast_features, input_columns
 from training import dataset, registry
 from training.embeddings import EmbeddingConfig
 from training.evaluate import EvalSet, baselines, build_eval_set, evaluate, format_table
@@ -184,7 +184,7 @@ def _metadata(
     vector_dim = n_inputs - len(SCALAR_INPUTS) - (len(EMBEDDING_INPUTS) if embeddings else 0)
     return {
         "format": 1,
-        "feature_service": "ranker_v2" if embeddings else FEATURE_SERVICE,
+        "feature_service": names.feature_service(embeddings),
         "feast_features": list(feast_features(embeddings)),
         "embeddings": embeddings,
         "input_name": INPUT_NAME,

@@ -7,14 +7,16 @@ from feast.data_format import ParquetFormat
 from feast.types import Array, Float32
 from feast.value_type import ValueType
 
+from features import names as n
+
 # Feature rows never expire: a snapshot stays the latest until the next lands.
 NO_EXPIRY = timedelta(days=0)
 
 # The shopper the ranking is for; MovieLens UserID, household_id or user_000042.
-user = Entity(name="user", join_keys=["user_id"], value_type=ValueType.STRING)
+user = Entity(name="user", join_keys=[n.USER_KEY], value_type=ValueType.STRING)
 
 # A catalog item; movie title, product_id or item_000042.
-item = Entity(name="item", join_keys=["item_id"], value_type=ValueType.STRING)
+item = Entity(name="item", join_keys=[n.ITEM_KEY], value_type=ValueType.STRING)
 
 # One parquet file per snapshot; paths are relative to this repo folder.
 user_source = FileSource(
@@ -33,7 +35,7 @@ item_source = FileSource(
 
 # Interest vector (inverse-frequency weighted item vectors), bias, activity.
 user_features = FeatureView(
-    name="user_features",
+    name=n.USER_VIEW,
     entities=[user],
     ttl=NO_EXPIRY,
     schema=[
@@ -46,7 +48,7 @@ user_features = FeatureView(
 
 # Attribute vector, smoothed popularity bias, conversion rate, scaled price.
 item_features = FeatureView(
-    name="item_features",
+    name=n.ITEM_VIEW,
     entities=[item],
     ttl=NO_EXPIRY,
     schema=[
@@ -74,27 +76,27 @@ item_embeddings_source = FileSource(
 
 # Learned by training (matrix factorization on training interactions) and published back.
 user_embeddings = FeatureView(
-    name="user_embeddings",
+    name=n.USER_EMBEDDING_VIEW,
     entities=[user],
     ttl=NO_EXPIRY,
-    schema=[Field(name="user_embedding", dtype=Array(Float32))],
+    schema=[Field(name=n.USER_EMBEDDING, dtype=Array(Float32))],
     source=user_embeddings_source,
 )
 
 # The item side of the same factorization: score(u, i) = user_embedding . item_embedding.
 item_embeddings = FeatureView(
-    name="item_embeddings",
+    name=n.ITEM_EMBEDDING_VIEW,
     entities=[item],
     ttl=NO_EXPIRY,
-    schema=[Field(name="item_embedding", dtype=Array(Float32))],
+    schema=[Field(name=n.ITEM_EMBEDDING, dtype=Array(Float32))],
     source=item_embeddings_source,
 )
 
 # What ranker v1 consumes; a model records this name and is checked against it.
-ranker_v1 = FeatureService(name="ranker_v1", features=[user_features, item_features])
+ranker_v1 = FeatureService(name=n.RANKER_SERVICE, features=[user_features, item_features])
 
 # Ranker v2 adds the learned embeddings.
 ranker_v2 = FeatureService(
-    name="ranker_v2",
+    name=n.EMBEDDING_RANKER_SERVICE,
     features=[user_features, item_features, user_embeddings, item_embeddings],
 )

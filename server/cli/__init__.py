@@ -1,0 +1,163 @@
+"""The `shoprank` command line. Every failure is one plain line on stderr and a
+non-zero exit."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from features.errors import DataSourceError
+from server.cli import commands
+from server.config import ConfigError, Settings, from_env, with_overrides
+from server.errors import StartupError
+
+EXIT_FAILURE = 1
+EXIT_INTERRUPTED = 130
+
+
+def _home(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--home", help="workspace directory (default: $SHOPRANK_HOME, then ./var)")
+
+
+def _data_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    data = sub.add_parser("data", help="prepare a data set in a workspace")
+    data.add_argument("dataset", choices=commands.DATASETS)
+    _home(data)
+    _synthetic_options(data)
+    data.set_defaults(run=commands.cmd_data)
+
+
+def _synthetic_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--users", type=int, default=2000, help="synthetic: users")
+    parser.add_argument("--items", type=int, default=1000, help="synthetic: catalog items")
+    parser.add_argument("--days", type=int, default=30, help="synthetic: days of events")
+    parser.add_argument("--seed", type=int, default=7, help="synthetic: random seed")
+
+
+def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    features = sub.add_parser("features", help="the Feast repo's life cycle")
+    features.add_argument("action", choices=("apply", "backfill", "materialize"))
+    features.add_argument("--start", help="ISO date/time (backfill, materialize)")
+    features.add_argument("--end", help="ISO date/time (backfill, materialize)")
+    features.add_argument(
+        "--dry-run", action="store_true", help="backfill: say what it would write"
+    )
+    features.add_argument(
+        "--incremental", action="store_true", help="materialize: from where the last run ended"
+    )
+    _home(features)
+    features.set_defaults(run=commands.cmd_features)
+
+
+def _model_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    train = sub.add_parser("train", help="train, evaluate, export and register a model")
+    train.add_argument("--epochs", type=int, default=8)
+    _home(train)
+    train.set_defaults(run=commands.cmd_train)
+    models = sub.add_parser("models", help="the model registry")
+    models.add_argument("action", choices=("list",))
+    _home(models)
+    models.set_defaults(run=commands.cmd_models)
+    pipeline = sub.add_parser("pipeline", help="data, features, train and export in order")
+    pipeline.add_argument("--dataset", choices=commands.DATASETS, default="synthetic")
+    _home(pipeline)
+    _synthetic_options(pipeline)
+    pipeline.set_defaults(run=commands.cmd_pipeline)
+
+
+def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser("serve", help="the gRPC ranking server")
+    _home(serve)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--metrics-port", type=int, help="Prometheus metrics on this port")
+    serve.add_argument("--processes", type=int, help="server processes; 0 = one per core")
+    serve.set_defaults(run=commands.cmd_serve)
+    rank = sub.add_parser("rank", help="rank candidates through a running server")
+    rank.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
+    rank.add_argument("--user", required=True)
+    rank.add_argument("--candidates", required=True, help="comma-separated item ids")
+    rank.add_argument("--top-k", type=int, default=0)
+    rank.add_argument("--page-size", type=int, default=0)
+    rank.add_argument("--query")
+    rank.add_argument("--explain", action="store_true")
+    rank.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
+    rank.set_defaults(run=commands.cmd_rank)
+    evaluate = sub.add_parser("eval", help="ranking quality through a running server")
+    evaluate.add_argument("--dataset", choices=commands.DATASETS, required=True)
+    evaluate.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
+    _home(evaluate)
+    evaluate.add_argument("--negatives", type=int, default=99, help="sampled per user")
+    evaluate.add_argument("--max-users", type=int, default=0, help="0 = every held-out user")
+    evaluate.add_argument("--concurrency", type=int, default=8)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--out", help="JSON path (a PNG chart is written beside it)")
+    evaluate.set_defaults(run=commands.cmd_eval)
+    load = sub.add_parser("loadtest", help="load-test a running server")
+    load.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
+    load.add_argument("--scenario", help="JSON list of requests (default: built from --home)")
+    _home(load)
+    pace = load.add_mutually_exclusive_group()
+    pace.add_argument("--concurrency", type=int, default=8, help="closed loop: calls in flight")
+    pace.add_argument("--rps", type=float, help="open loop: calls started per second")
+    load.add_argument("--duration", type=float, default=10.0, help="seconds")
+    load.add_argument(
+        "--connections", type=int, default=4, help="TCP connections; a call takes the least busy"
+    )
+    load.add_argument("--candidates", type=int, default=100, help="default scenario: per call")
+    load.add_argument("--top-k", type=int, default=100, help="default scenario: top_k")
+    load.add_argument("--json", help="write the report here")
+    load.set_defaults(run=commands.cmd_loadtest)
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="shoprank", description=__doc__)
+    sub = root.add_subparsers(dest="command", required=True)
+    _data_parsers(sub)
+    _feature_parsers(sub)
+    _model_parsers(sub)
+    _serving_parsers(sub)
+    return root
+
+
+def settings_for(args: argparse.Namespace) -> Settings:
+    home = getattr(args, "home", None)
+    return with_overrides(
+        from_env(),
+        home=Path(home) if home else None,
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        metrics_port=getattr(args, "metrics_port", None),
+        processes=getattr(args, "processes", None),
+    )
+
+
+def _one_line(error: BaseException) -> str:
+    import grpc
+
+    if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
+        return f"{error.code().name}: {error.details()}"
+    text = str(error).strip().splitlines()
+    detail = text[0] if text else ""
+    # These carry messages written for the operator; anything else names its type.
+    known = (ConfigError, StartupError, DataSourceError, ValueError, OSError)
+    return detail if isinstance(error, known) and detail else f"{type(error).__name__}: {detail}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Feast and its engines warn about their own deprecations on every run.
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    args = parser().parse_args(argv)
+    try:
+        args.run(settings_for(args), args)
+    except KeyboardInterrupt:
+        print("shoprank: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as error:
+        print(f"shoprank {args.command}: {_one_line(error)}", file=sys.stderr)
+        return EXIT_FAILURE
+    return 0

@@ -1,0 +1,285 @@
+"""What each `shoprank` command does. Heavy imports happen inside the command
+that needs them, so `shoprank rank` does not pay for torch or Feast."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from features.workspace import Workspace
+from server.config import Settings
+
+DATASETS = ("synthetic", "complete-journey", "movielens-1m")
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def parse_time(text: str) -> datetime:
+    """An ISO date or time; naive values are UTC."""
+    value = datetime.fromisoformat(text)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def prepare_data(dataset: str, workspace: Workspace, args: argparse.Namespace) -> None:
+    started = time.perf_counter()
+    if dataset == "synthetic":
+        from features.synthetic import SyntheticSpec, prepare
+
+        spec = SyntheticSpec(users=args.users, items=args.items, days=args.days, seed=args.seed)
+        manifest = prepare(workspace, spec)
+    elif dataset == "movielens-1m":
+        from features import movielens
+
+        manifest = movielens.prepare(workspace)
+    else:
+        from features import complete_journey
+
+        manifest = complete_journey.prepare(workspace)
+    counts = ", ".join(f"{k}={v}" for k, v in sorted(manifest.counts.items()))
+    say(f"data {dataset}: {counts} in {time.perf_counter() - started:.1f}s -> {workspace.data_dir}")
+
+
+def cmd_data(settings: Settings, args: argparse.Namespace) -> None:
+    prepare_data(args.dataset, settings.workspace, args)
+
+
+def cmd_features(settings: Settings, args: argparse.Namespace) -> None:
+    from features import store
+
+    workspace = settings.workspace
+    if args.action == "apply":
+        say(f"applied {', '.join(store.apply(workspace))} -> {workspace.repo_dir}")
+    elif args.action == "backfill":
+        run_backfill(workspace, args)
+    else:
+        start = parse_time(args.start) if args.start else None
+        end = parse_time(args.end) if args.end else None
+        started = time.perf_counter()
+        counts = store.materialize(workspace, start, end, incremental=args.incremental)
+        for view, rows in counts.items():
+            say(f"materialized {view}: {rows} entities")
+        say(f"materialize took {time.perf_counter() - started:.1f}s")
+
+
+def run_backfill(workspace: Workspace, args: argparse.Namespace) -> None:
+    from features.offline import backfill, snapshot_times
+
+    times = None
+    if args.start or args.end:
+        if not (args.start and args.end):
+            raise ValueError("backfill needs both --start and --end, or neither")
+        start, end = parse_time(args.start), parse_time(args.end)
+        if end <= start:
+            raise ValueError(f"--end {args.end} is not after --start {args.start}")
+        # One snapshot per day boundary in (start, end], plus end itself.
+        times = snapshot_times(start - timedelta(days=1), end, limit=100_000)
+        times = [t for t in times if t >= start]
+    report = backfill(workspace, times, dry_run=args.dry_run, progress=not args.dry_run)
+    for line in report.lines():
+        say(line)
+
+
+def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
+    from dataclasses import replace as with_fields
+
+    from features.prepare import Manifest
+    from training.train import config_for, train
+
+    workspace = settings.workspace
+    dataset = Manifest.read(workspace.manifest_path).dataset
+    result = train(workspace, with_fields(config_for(dataset), epochs=args.epochs), say)
+    say(f"model {result.version} is current\n{result.table}")
+
+
+def cmd_models(settings: Settings, args: argparse.Namespace) -> None:
+    from training.registry import versions
+
+    workspace = settings.workspace
+    found = versions(workspace.models_dir)
+    if not found:
+        say(f"no models in {workspace.models_dir}; run `shoprank train`")
+        return
+    say(f"{'':2}{'version':<8} {'trained_at':<26} {'ndcg@10':>8} {'hr@10':>7} {'auc':>7}")
+    for model in found:
+        metrics = model.metadata.get("metrics", {}).get("ranker", {})
+        say(
+            f"{'*' if model.current else ' '} {model.version:<8} "
+            f"{model.metadata.get('trained_at', '?'):<26} {metrics.get('ndcg@10', 0):>8.4f} "
+            f"{metrics.get('hr@10', 0):>7.4f} {metrics.get('auc', 0):>7.4f}"
+        )
+
+
+def timed(name: str, step: Callable[[], Any], timings: dict[str, float]) -> None:
+    say(f"== {name}")
+    started = time.perf_counter()
+    step()
+    timings[name] = time.perf_counter() - started
+
+
+def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> None:
+    from features import store
+    from features.offline import backfill
+    from training.train import config_for, train
+
+    workspace = settings.workspace
+    timings: dict[str, float] = {}
+    timed("data", lambda: prepare_data(args.dataset, workspace, args), timings)
+    timed("features apply", lambda: store.apply(workspace), timings)
+    timed("features backfill", lambda: say("\n".join(backfill(workspace).lines())), timings)
+    timed("features materialize", lambda: say(str(store.materialize(workspace))), timings)
+    timed("train", lambda: say(train(workspace, config_for(args.dataset), say).table), timings)
+    write_example(workspace)
+    say("== stage wall times")
+    for name, seconds in timings.items():
+        say(f"{name:<22} {seconds:>7.1f}s")
+
+
+def write_example(workspace: Workspace) -> None:
+    """A user with held-out positives and some other items, for `shoprank rank`."""
+    import pyarrow.parquet as pq
+
+    heldout = pq.read_table(workspace.heldout_path, columns=["user_id", "item_id"]).to_pylist()
+    catalog = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_pylist()
+    user = heldout[0]["user_id"] if heldout else "unknown-user"
+    mine = [row["item_id"] for row in heldout if row["user_id"] == user][:3]
+    # `--candidates` is comma-separated: ids with commas or quotes (film titles) stay out.
+    usable = [item for item in catalog if "," not in item and "'" not in item]
+    allowed = set(usable)
+    mine = [item for item in mine if item in allowed]
+    others = [item for item in usable[:: max(1, len(usable) // 12)] if item not in mine]
+    body = {"user": user, "candidates": list(dict.fromkeys(mine + others))[:12]}
+    workspace.example_path.write_text(json.dumps(body, indent=2))
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
+    import logging
+
+    from server.app import run
+    from server.processes import serve_processes
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    # Feast logs each registry refresh at INFO; only its warnings concern an operator.
+    logging.getLogger("feast").setLevel(logging.WARNING)
+    processes = settings.processes or os.cpu_count() or 1
+    if processes == 1:
+        run(settings, on_ready=lambda port: announce(settings, port))
+    else:
+        settings = replace(settings, processes=processes)
+        serve_processes(settings, on_ready=lambda port: announce(settings, port))
+
+
+def announce(settings: Settings, port: int) -> None:
+    say(
+        f"shoprank serving on {settings.host}:{port} with {settings.processes or 1} process(es) "
+        f"(home {settings.home}); Ctrl-C stops"
+    )
+    example = settings.workspace.example_path
+    if example.exists():
+        body = json.loads(example.read_text())
+        program = Path(sys.argv[0])
+        if program.is_absolute() and program.is_relative_to(Path.cwd()):
+            program = program.relative_to(Path.cwd())
+        say(
+            f"try: {program} rank --server {settings.host}:{port} --user '{body['user']}' "
+            f"--candidates '{','.join(body['candidates'])}' --top-k 5 --explain"
+        )
+
+
+def cmd_rank(settings: Settings, args: argparse.Namespace) -> None:
+    import grpc
+
+    from server.clients.client import print_ranking, rank
+    from server.proto.shoprank.v1 import ranking_pb2 as pb
+
+    request = pb.RankRequest(
+        user_id=args.user,
+        candidate_item_ids=[c for c in args.candidates.split(",") if c],
+        top_k=args.top_k,
+        explain=args.explain,
+        page_size=args.page_size,
+        query=args.query or "",
+    )
+    with grpc.insecure_channel(args.server) as channel:
+        print_ranking(rank(channel, request, args.timeout), args.explain, sys.stdout)
+
+
+def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> None:
+    import asyncio
+
+    from server.clients import loadtest
+
+    if args.scenario:
+        requests = loadtest.load_scenario(Path(args.scenario))
+    else:
+        requests = default_scenario(settings.workspace, args.candidates, args.top_k)
+    report = asyncio.run(
+        loadtest.run(
+            args.server,
+            requests,
+            args.duration,
+            args.concurrency,
+            args.rps or 0.0,
+            connections=args.connections,
+        )
+    )
+    say(report.line())
+    if args.json:
+        loadtest.report_json(report, Path(args.json))
+
+
+def default_scenario(workspace: Workspace, candidates: int, top_k: int) -> list[Any]:
+    """Requests for known users over random catalogue items, from the workspace."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from server.proto.shoprank.v1 import ranking_pb2 as pb
+
+    if not workspace.events_path.exists():
+        raise FileNotFoundError(
+            f"no data in {workspace.home} to build requests from; pass --scenario or --home"
+        )
+    users = pq.read_table(workspace.events_path, columns=["user_id"])["user_id"].unique()
+    items = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_numpy()
+    rng = np.random.default_rng(0)
+    picked = rng.choice(users.to_numpy(zero_copy_only=False), size=min(500, len(users)))
+    return [
+        pb.RankRequest(
+            user_id=str(user),
+            candidate_item_ids=rng.choice(items, min(candidates, items.size), replace=False),
+            top_k=top_k,
+        )
+        for user in picked
+    ]
+
+
+def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
+    import asyncio
+
+    from features.prepare import Manifest
+    from server.clients import served_eval
+
+    workspace = settings.workspace
+    manifest = Manifest.read(workspace.manifest_path)
+    if manifest.dataset != args.dataset:
+        raise ValueError(
+            f"{workspace.home} holds {manifest.dataset!r}, not {args.dataset!r}; pass its --home"
+        )
+    groups = served_eval.groups_for(workspace, args.negatives, args.seed, args.max_users)
+    started = time.perf_counter()
+    rankings = asyncio.run(served_eval.rank_all(args.server, groups, args.concurrency))
+    table = served_eval.score_table(groups, rankings)
+    say(f"{len(groups)} users ranked through {args.server} in {time.perf_counter() - started:.1f}s")
+    say(served_eval.format_table(table))
+    out = Path(args.out) if args.out else workspace.home / "eval" / f"{args.dataset}.json"
+    png = served_eval.write_outputs(table, args.dataset, out)
+    say(f"wrote {out} and {png}")

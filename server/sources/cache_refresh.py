@@ -1,0 +1,87 @@
+"""Keeps the item cache current: notices a materialization and reloads the cache.
+
+The signal is the registry's record of materialization intervals, so servers
+on other hosts notice too when they share a SQL registry. The reload builds a
+complete new table off the request path, then swaps it in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+
+from features.rows import ItemRows, UserRow
+from server.sources.feast_provider import FeastFeatures
+from server.sources.item_cache import ItemFeatureCache
+
+log = logging.getLogger(__name__)
+
+
+class CachedFeatures:
+    """A FeatureSource (server.sources.port): users read per request from the
+    store, items from the in-memory cache."""
+
+    def __init__(self, feast: FeastFeatures, cache: ItemFeatureCache) -> None:
+        self.feast = feast
+        self.cache = cache
+
+    async def user(self, user_id: str) -> UserRow:
+        return await self.feast.user(user_id)
+
+    def items(self, item_ids: Sequence[str]) -> ItemRows:
+        return self.cache.rows(item_ids)
+
+
+class CacheRefresher:
+    def __init__(
+        self,
+        feast: FeastFeatures,
+        cache: ItemFeatureCache,
+        interval: float,
+        catalogue: Callable[[], Sequence[str]],
+    ) -> None:
+        self._feast = feast
+        self._cache = cache
+        self._interval = interval
+        self._catalogue = catalogue
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.token = ""
+        self.refreshes = 0
+
+    def load(self) -> None:
+        """The first, blocking load at start-up."""
+        self.token = self._feast.materialization_token()
+        self._cache.warm(self._ids())
+
+    def check(self) -> bool:
+        """Reload if a materialization landed since the last load; True if it did."""
+        token = self._feast.materialization_token()
+        if token == self.token:
+            return False
+        self._cache.replace(self._cache.build(self._ids()))
+        self.token = token
+        self.refreshes += 1
+        log.info("item cache reloaded after materialization %s: %d items", token, len(self._cache))
+        return True
+
+    def _ids(self) -> list[str]:
+        # The catalogue, then whatever else requests brought in, up to capacity.
+        return list(dict.fromkeys([*self._catalogue(), *self._cache.cached_ids()]))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="cache-refresh", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.check()
+            except Exception:  # a failed refresh keeps serving the current table
+                log.exception("item cache refresh failed; serving the previous table")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)

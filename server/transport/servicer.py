@@ -1,0 +1,68 @@
+"""The Ranker servicer: a thin adapter between gRPC and the ranking pipeline."""
+
+from __future__ import annotations
+
+import time
+
+import grpc
+
+from server.config import Settings
+from server.metrics import Metrics
+from server.proto.shoprank.v1 import ranking_pb2 as pb
+from server.ranking.pipeline import Pipeline
+from server.sources.port import FeatureSource
+from server.transport.admission import Admission, check_deadline
+from server.transport.pages import write_pages
+from server.transport.requests import to_query
+from server.transport.status import status_for
+
+
+class RankerServicer:
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        features: FeatureSource,
+        admission: Admission,
+        settings: Settings,
+        metrics: Metrics,
+    ) -> None:
+        self.pipeline = pipeline
+        self._features = features
+        self._admission = admission
+        self._settings = settings
+        self._metrics = metrics
+        metrics.in_flight.read_from(lambda: admission.in_flight)
+
+    async def Rank(  # returns the last serialised page: see server.transport.handlers
+        self, request: pb.RankRequest, context: grpc.aio.ServicerContext
+    ) -> bytes:
+        started = time.perf_counter()
+        code = grpc.StatusCode.OK
+        try:
+            with self._admission.slot():
+                query = to_query(request, self._settings)
+                self._metrics.candidates.observe(len(request.candidate_item_ids))
+                check_deadline(context, "before ranking started")
+                user = await self._features.user(query.user_id)  # I/O, before the stages
+                read = time.perf_counter()
+                pipeline = self.pipeline
+                ranking = await self._admission.run(
+                    len(query.candidates), pipeline.run, query, user
+                )
+                check_deadline(context, "while ranking")
+                ranked = time.perf_counter()
+                page_size = request.page_size or self._settings.default_page_size
+                last = await write_pages(context, ranking, page_size)
+                ranking.timings.update(
+                    user_read=read - started,
+                    serialise=time.perf_counter() - ranked,
+                    total=time.perf_counter() - started,
+                )
+                self._metrics.observe_stages(ranking.timings)
+                return last
+        except Exception as error:
+            code, message = status_for(error)
+            await context.abort(code, message)
+            raise AssertionError("context.abort returns only by raising") from error
+        finally:
+            self._metrics.count(code.name)
