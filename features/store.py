@@ -57,10 +57,6 @@ def install_repo(workspace: Workspace) -> None:
 
 
 def open_store(workspace: Workspace) -> FeatureStore:
-    return connect(workspace)
-
-
-def connect(workspace: Workspace) -> FeatureStore:
     """The workspace repo's FeatureStore, configured from the workspace's stores.
 
     The configuration is an object built from the settings, not the yaml on disk,

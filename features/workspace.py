@@ -47,7 +47,7 @@ class Stores:
             # this, a reader that refreshes its registry meanwhile is refused them.
             # Feast's warning that this is a no-op on a file registry is wrong: a file
             # registry is where it bites (tests/integration/test_online_stores.py;
-            # features.store.connect drops that warning).
+            # features.store.open_store drops that warning).
             "serve_features_while_materializing": True,
         }
 

@@ -282,4 +282,4 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     say(served_eval.format_table(table))
     out = Path(args.out) if args.out else workspace.home / "eval" / f"{args.dataset}.json"
     png = served_eval.write_outputs(table, args.dataset, out)
-    say(f"wrote {out} and {png}")
+    say(f"wrote {out} and {png}" if png else f"wrote {out} (the PNG needs shoprank[train])")

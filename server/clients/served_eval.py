@@ -139,15 +139,18 @@ def format_table(table: dict[str, dict[str, float]]) -> str:
     return "\n".join(lines)
 
 
-def write_outputs(table: dict[str, dict[str, float]], dataset: str, json_path: Path) -> Path:
-    """The table as JSON, and beside it a PNG bar chart; returns the chart's path."""
-    import matplotlib
-
+def write_outputs(table: dict[str, dict[str, float]], dataset: str, json_path: Path) -> Path | None:
+    """The table as JSON, and beside it a PNG bar chart; returns the chart's path, or
+    None where matplotlib (the `train` extra) is not installed."""
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps({"dataset": dataset, "k": K, "scorers": table}, indent=2))
+    try:
+        import matplotlib
+    except ImportError:
+        return None
     matplotlib.use("Agg")  # no display on a server
     import matplotlib.pyplot as plt
 
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps({"dataset": dataset, "k": K, "scorers": table}, indent=2))
     names = list(table)
     x = np.arange(len(names))
     fig, ax = plt.subplots(figsize=(8, 4))

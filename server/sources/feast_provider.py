@@ -65,9 +65,9 @@ class FeastFeatures:
             raise StartupError(
                 f"no Feast repo at {self._repo_dir}; run `shoprank features apply` first"
             )
-        from features.store import connect
+        from features.store import open_store
 
-        self._store = connect(self._workspace)
+        self._store = open_store(self._workspace)
         self._load_views()
         self._user_reads = user_reads(self.store, self._user_views())
 

@@ -23,8 +23,8 @@ class FeatureSource(Protocol):
     - an id the store does not know comes back marked unknown (known=False, its
       features zeros, its timestamp 0), never dropped: items(ids) has exactly
       len(ids) rows, and user() always returns a row;
-    - one read of the store per call, whatever the number of ids (or none, from
-      a cache), never one per id;
+    - one batched read of the store per call and view, whatever the number of
+      ids (or none, from a cache), never one per id;
     - a store that cannot be read raises server.errors.FeatureStoreUnavailable.
     """
 

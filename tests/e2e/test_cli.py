@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -98,3 +99,20 @@ def test_serve_runs_processes_on_one_port_and_stops_on_sigterm(workspace: Worksp
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_the_plain_feast_cli_lists_the_views_of_a_workspace_with_no_variables_set(
+    workspace: Workspace,
+) -> None:
+    """`features apply` writes the resolved stores into feature_store.yaml: the data
+    team's own `feast -c <home>/feature_repo ...` sees the same stores as shoprank."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SHOPRANK_", "FEAST_"))}
+    feast = Path(sys.executable).with_name("feast")
+    listed = subprocess.run(
+        [str(feast), "-c", str(workspace.repo_dir), "feature-views", "list"],
+        env=env, capture_output=True, text=True, timeout=120, check=True,
+        stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    names = set(listed.stdout.split())
+    assert {"user_features", "item_features", "user_embeddings", "item_embeddings"} <= names
+    assert not list(workspace.repo_dir.glob("$*"))  # no registry file named after a variable

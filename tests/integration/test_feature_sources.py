@@ -51,7 +51,6 @@ class Case:
     features: FeatureSource
     feast: FeastFeatures  # over the same store, for the SDK's reads
     stores: Stores
-    reader: CountingReader | None = None  # the cache's
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis", "redis_cluster", "cache"])
@@ -63,10 +62,9 @@ def case(request: pytest.FixtureRequest, workspace: Workspace) -> Case:
     feast = feast_over(workspace)
     if request.param == "sqlite":
         return Case("sqlite", feast, feast, workspace.stores)
-    reader = CountingReader(feast)
-    cache = ItemFeatureCache(reader, capacity=1000)
+    cache = ItemFeatureCache(feast.items, capacity=1000)
     cache.warm([f"item_{i:06d}" for i in range(200)])
-    return Case("cache", CachedFeatures(feast, cache), feast, workspace.stores, reader)
+    return Case("cache", CachedFeatures(feast, cache), feast, workspace.stores)
 
 
 def assert_same_items(got: ItemRows, sdk: ItemRows) -> None:
@@ -95,24 +93,29 @@ def test_users_equal_the_sdks_read(case: Case) -> None:
         assert_same_user(row, case.feast.user_via_sdk(user_id))
 
 
-def test_the_cache_reads_the_store_only_for_its_misses_in_one_batch(case: Case) -> None:
-    if case.reader is None:
-        pytest.skip("the store sources are counted by their commands below")
-    before = case.reader.reads
-    case.features.items(ITEMS[:1] + ITEMS[2:])  # all cached
-    assert case.reader.reads == before
-    case.features.items(["never-seen-1", "item_000003", "never-seen-2"])
-    assert case.reader.reads == before + 1
+def test_the_cache_reads_the_store_only_for_its_misses_in_one_batch(
+    workspace: Workspace,
+) -> None:
+    reader = CountingReader(feast_over(workspace))
+    cache = ItemFeatureCache(reader, capacity=1000)
+    cache.warm([f"item_{i:06d}" for i in range(200)])
+    before = reader.reads
+    cache.rows(ITEMS[:1] + ITEMS[2:])  # all cached
+    assert reader.reads == before
+    cache.rows(["never-seen-1", "item_000003", "never-seen-2"])
+    assert reader.reads == before + 1
 
 
-def test_redis_is_read_once_per_view_never_once_more_per_id(case: Case) -> None:
-    if case.kind not in ("redis", "redis_cluster"):
-        pytest.skip("Redis counts its commands; SQLite's read is one statement by construction")
-    client = redis_client(case.stores.online_store, case.stores.redis)
+def test_redis_is_read_once_per_view_never_once_more_per_id(
+    on_redis: tuple[Stores, Workspace],
+) -> None:
+    stores, copy = on_redis
+    features = feast_over(copy)
+    client = redis_client(stores.online_store, stores.redis)
     before = hmget_calls(client)
-    asyncio.run(case.features.user("user_000001"))
+    asyncio.run(features.user("user_000001"))
     after_user = hmget_calls(client)
-    case.features.items(ITEMS)
+    features.items(ITEMS)
     # The user: one HMGET for all user views. Items: an HMGET per id per item view
     # (features, embeddings), pipelined by Feast into one round trip per view.
     assert after_user - before == 1
