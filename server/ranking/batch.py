@@ -20,52 +20,65 @@ class RankQuery:
     explain: bool
 
 
-class Batch:
+class Batch(dict[str, np.ndarray]):
     """One request's candidates as named columns, row i of each for ids[i], and its user.
 
     A stage reads the columns it needs with batch[name] and writes those it
-    gives with batch[name] = array. take() keeps some rows in a new order; it is
-    lazy, so a column is reordered only when a later stage reads it: a top-k of
-    1000 candidates copies only the columns the ranking then uses.
+    gives with batch[name] = array: a dict, so both are C calls. take() keeps
+    some rows in a new order, lazily: it sets the columns aside in one C-level
+    copy, and a column is reordered only when a later stage reads it, so a
+    top-k of 1000 candidates copies only the columns the ranking then uses.
+    len(batch) is the number of rows (candidates), not of columns.
     """
 
-    __slots__ = ("_columns", "ids", "query", "user")
+    __slots__ = ("_counted", "_layers", "ids", "query", "user")
 
     def __init__(self, query: RankQuery, user: UserRow) -> None:
+        super().__init__()
         self.query = query
         self.user = user
         self.ids = query.candidates
-        # name -> (values, rows still to take from them, or None)
-        self._columns: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+        # Per take, oldest first: the columns as they were before it, and its rows.
+        self._layers: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
+        self._counted: tuple[np.ndarray | None, int] = (None, 0)
 
-    def __len__(self) -> int:
-        return len(self.ids)
+    def __missing__(self, name: str) -> np.ndarray:
+        """A column set before a take, read for the first time since: reorder it."""
+        for depth in range(len(self._layers) - 1, -1, -1):
+            columns = self._layers[depth][0]
+            if name in columns:
+                values = columns[name]
+                for _, rows in self._layers[depth:]:
+                    values = values.take(rows, axis=0)
+                self[name] = values
+                return values
+        raise KeyError(name)
 
-    def __contains__(self, name: str) -> bool:
-        return name in self._columns
+    def __contains__(self, name: object) -> bool:
+        return dict.__contains__(self, name) or any(name in c for c, _ in self._layers)
 
-    def __getitem__(self, name: str) -> np.ndarray:
-        values, pending = self._columns[name]
-        if pending is not None:
-            values = values.take(pending, axis=0)
-            self._columns[name] = (values, None)
-        return values
-
-    def get(self, name: str, default: np.ndarray) -> np.ndarray:
-        return self[name] if name in self._columns else default
-
-    def __setitem__(self, name: str, values: np.ndarray) -> None:
-        self._columns[name] = (values, None)
+    def get(self, name: str, default: np.ndarray) -> np.ndarray:  # type: ignore[override]
+        try:
+            return self[name]  # through __missing__, for a column set before a take
+        except KeyError:
+            return default
 
     def take(self, rows: np.ndarray) -> None:
         """Keep these rows, in this order, of the ids and of every column."""
         self.ids = list(map(self.ids.__getitem__, rows.tolist()))
-        for name, (values, pending) in self._columns.items():
-            self._columns[name] = (values, rows if pending is None else pending[rows])
+        self._layers.append((dict(self), rows))
+        self.clear()
 
     def known_count(self) -> int:
-        # count_nonzero: a third of the cost of .all() and .any() through numpy's reductions.
-        return int(np.count_nonzero(self["known"]))
+        """How many rows are known items; counted once per `known` column."""
+        known = self["known"]
+        if known is not self._counted[0]:
+            # count_nonzero: a third of the cost of .all() and .any() through numpy's reductions.
+            self._counted = (known, int(np.count_nonzero(known)))
+        return self._counted[1]
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 @dataclass(frozen=True)

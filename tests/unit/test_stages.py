@@ -164,3 +164,12 @@ def test_take_is_lazy_and_composes() -> None:
     assert batch.ids == ["a", "c"]
     assert batch["item_bias"].tolist() == f32(0.2, 0.8)
     assert batch["later"].tolist() == [8.0, 7.0]
+
+
+def test_a_column_set_before_a_take_is_still_in_the_batch() -> None:
+    batch = gathered(["a", "b"], user([1.0, 0.0]))
+    batch.take(np.array([1]))
+    assert "item_bias" in batch and "nothing" not in batch
+    assert batch.get("item_bias", np.zeros(1, np.float32)).tolist() == f32(0.4)
+    assert batch.get("nothing", np.zeros(1, np.float32)).tolist() == [0.0]
+    assert len(batch) == 1
