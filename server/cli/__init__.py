@@ -15,6 +15,8 @@ from server.config import ConfigError, Settings, from_env, with_overrides
 from server.errors import StartupError
 
 EXIT_FAILURE = 1
+# A serving install (plain `pip install .`) has none of these; training and export need them.
+TRAIN_EXTRA = ("torch", "onnx", "onnxscript", "matplotlib")
 EXIT_INTERRUPTED = 130
 
 
@@ -140,6 +142,11 @@ def _one_line(error: BaseException) -> str:
 
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         return f"{error.code().name}: {error.details()}"
+    if isinstance(error, ModuleNotFoundError) and error.name in TRAIN_EXTRA:
+        return (
+            f"this command needs {error.name}, from the train extra: "
+            "pip install torch==2.13.0, then pip install 'shoprank[train]'"
+        )
     text = str(error).strip().splitlines()
     detail = text[0] if text else ""
     # These carry messages written for the operator; anything else names its type.

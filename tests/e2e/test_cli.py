@@ -116,3 +116,22 @@ def test_the_plain_feast_cli_lists_the_views_of_a_workspace_with_no_variables_se
     names = set(listed.stdout.split())
     assert {"user_features", "item_features", "user_embeddings", "item_embeddings"} <= names
     assert not list(workspace.repo_dir.glob("$*"))  # no registry file named after a variable
+
+
+def test_train_without_the_train_extra_says_what_to_install(tmp_path: Path) -> None:
+    blocker = tmp_path / "no_torch" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text(
+        "raise ModuleNotFoundError(\"No module named 'torch'\", name='torch')\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(root)])}
+    done = subprocess.run(
+        [sys.executable, "-m", "server.cli", "train", "--home", str(tmp_path / "home")],
+        env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "shoprank train: this command needs torch, from the train extra: "
+        "pip install torch==2.13.0, then pip install 'shoprank[train]'"
+    )
