@@ -71,7 +71,7 @@ class _NoTorch:
     """A meta-path finder that refuses torch: Feast imports it when it is installed
     (feast.torch_wrapper, from feast.infra.offline_stores.offline_store, for its
     to-tensor helpers) and falls back when the import fails. Serving never needs it,
-    and it took a serving worker from about 455 to 210-270 MiB of RSS, measured."""
+    and it took a serving worker from about 455 to 270 MiB of RSS, measured."""
 
     @staticmethod
     def find_spec(name: str, path: Sequence[str] | None = None, target: object = None) -> None:
