@@ -27,6 +27,7 @@ venv: $(VENV)/.installed
 proto: venv
 	$(BIN)/python -m grpc_tools.protoc -Iserver/proto=protos \
 	  --python_out=. --pyi_out=. --grpc_python_out=. protos/shoprank/v1/ranking.proto
+	cp protos/shoprank/v1/ranking.proto server/proto/shoprank/v1/ranking.proto  # shipped: `shoprank proto`
 
 run: venv
 	$(BIN)/shoprank pipeline --dataset $(DATASET) --home $(HOME_DIR)

@@ -113,6 +113,9 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     load.add_argument("--top-k", type=int, default=100, help="default scenario: top_k")
     load.add_argument("--json", help="write the report here")
     load.set_defaults(run=commands.cmd_loadtest)
+    proto = sub.add_parser("proto", help="write the gRPC contract, for clients in other languages")
+    proto.add_argument("--out", required=True, help="directory; gets shoprank/v1/ranking.proto")
+    proto.set_defaults(run=commands.cmd_proto)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -283,3 +283,13 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else workspace.home / "eval" / f"{args.dataset}.json"
     png = served_eval.write_outputs(table, args.dataset, out)
     say(f"wrote {out} and {png}" if png else f"wrote {out} (the PNG needs shoprank[train])")
+
+
+def cmd_proto(settings: Settings, args: argparse.Namespace) -> None:
+    from importlib import resources
+
+    source = resources.files("server.proto.shoprank.v1") / "ranking.proto"
+    target = Path(args.out) / "shoprank" / "v1" / "ranking.proto"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(source.read_bytes())
+    say(f"wrote {target}; compile it with -I {args.out}")

@@ -135,3 +135,19 @@ def test_train_without_the_train_extra_says_what_to_install(tmp_path: Path) -> N
         "shoprank train: this command needs torch, from the train extra: "
         "pip install torch==2.13.0, then pip install 'shoprank[train]'"
     )
+
+
+def test_proto_writes_a_contract_that_compiles(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from grpc_tools import protoc
+
+    assert main(["proto", "--out", str(tmp_path / "contract")]) == 0
+    written = tmp_path / "contract" / "shoprank" / "v1" / "ranking.proto"
+    assert f"wrote {written}" in capsys.readouterr().out
+    (tmp_path / "out").mkdir()
+    compiled = protoc.main(
+        ["protoc", f"-I{tmp_path / 'contract'}", f"--python_out={tmp_path / 'out'}", str(written)]
+    )
+    assert compiled == 0
+    assert (tmp_path / "out" / "shoprank" / "v1" / "ranking_pb2.py").exists()
