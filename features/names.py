@@ -16,7 +16,6 @@ USER_VIEW: Final = "user_features"
 ITEM_VIEW: Final = "item_features"
 USER_EMBEDDING_VIEW: Final = "user_embeddings"
 ITEM_EMBEDDING_VIEW: Final = "item_embeddings"
-VIEWS: Final = (USER_VIEW, ITEM_VIEW, USER_EMBEDDING_VIEW, ITEM_EMBEDDING_VIEW)
 EMBEDDING_VIEWS: Final = (USER_EMBEDDING_VIEW, ITEM_EMBEDDING_VIEW)
 
 # Each view's features, in the order its schema lists them.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -17,15 +17,6 @@ from server.sources.value_bytes import packed_floats, single_float
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-
-USER_VIEW: Final = names.USER_VIEW
-ITEM_VIEW: Final = names.ITEM_VIEW
-USER_EMBEDDING_VIEW: Final = names.USER_EMBEDDING_VIEW
-ITEM_EMBEDDING_VIEW: Final = names.ITEM_EMBEDDING_VIEW
-USER_REFS: Final = names.USER_REFS
-ITEM_REFS: Final = names.ITEM_REFS
-USER_EMBEDDING_REFS: Final = names.USER_EMBEDDING_REFS
-ITEM_EMBEDDING_REFS: Final = names.ITEM_EMBEDDING_REFS
 
 
 def vectors_from_lists(values: Sequence[Any], dim: int) -> tuple[np.ndarray, np.ndarray]:
@@ -72,9 +63,9 @@ class FeastFeatures:
         self._user_reads = user_reads(self.store, self._user_views())
 
     def _user_views(self) -> list[UserView]:
-        views = [UserView(USER_VIEW, names.USER_FEATURES)]
+        views = [UserView(names.USER_VIEW, names.USER_FEATURES)]
         if self.embeddings:
-            views.append(UserView(USER_EMBEDDING_VIEW, (names.USER_EMBEDDING,)))
+            views.append(UserView(names.USER_EMBEDDING_VIEW, (names.USER_EMBEDDING,)))
         return views
 
     def _load_views(self) -> None:
@@ -82,7 +73,7 @@ class FeastFeatures:
             views = {view.name: view for view in self.store.list_feature_views()}
         except Exception as error:
             raise StartupError(f"cannot read the feature registry: {error}") from None
-        missing = {USER_VIEW, ITEM_VIEW} - set(views)
+        missing = {names.USER_VIEW, names.ITEM_VIEW} - set(views)
         if missing:
             raise StartupError(f"feature views {sorted(missing)} are not registered")
         self._views = views
@@ -138,7 +129,7 @@ class FeastFeatures:
 
     def enable_embeddings(self) -> None:
         """Also read the learned embeddings (a second view per entity type)."""
-        missing = {USER_EMBEDDING_VIEW, ITEM_EMBEDDING_VIEW} - set(self._views)
+        missing = {names.USER_EMBEDDING_VIEW, names.ITEM_EMBEDDING_VIEW} - set(self._views)
         if missing:
             raise StartupError(
                 f"the model uses embeddings, but view(s) {sorted(missing)} are not registered; "
@@ -158,10 +149,12 @@ class FeastFeatures:
         """Each user's features (and embedding): one read for all, where the store allows."""
         if self._user_reads is not None:
             return [self._from_reads(rows) for rows in self._user_reads.read(user_ids)]
-        views = [self._online_read(USER_VIEW, names.USER_KEY, user_ids, USER_REFS)]
+        views = [self._online_read(names.USER_VIEW, names.USER_KEY, user_ids, names.USER_REFS)]
         if self.embeddings:
-            refs = USER_EMBEDDING_REFS
-            views.append(self._online_read(USER_EMBEDDING_VIEW, names.USER_KEY, user_ids, refs))
+            refs = names.USER_EMBEDDING_REFS
+            views.append(
+                self._online_read(names.USER_EMBEDDING_VIEW, names.USER_KEY, user_ids, refs)
+            )
         return [_user_row(list(rows), self.embeddings) for rows in zip(*views, strict=True)]
 
     def _from_reads(self, rows: Sequence[ViewRow]) -> UserRow:
@@ -171,11 +164,13 @@ class FeastFeatures:
 
     def items(self, item_ids: Sequence[str]) -> ItemRows:
         """Item features straight from the online store, one batched read per view."""
-        read = self._online_read(ITEM_VIEW, names.ITEM_KEY, item_ids, ITEM_REFS)
+        read = self._online_read(names.ITEM_VIEW, names.ITEM_KEY, item_ids, names.ITEM_REFS)
         rows = item_rows_from_protos(read)
         if not self.embeddings:
             return rows
-        read = self._online_read(ITEM_EMBEDDING_VIEW, names.ITEM_KEY, item_ids, ITEM_EMBEDDING_REFS)
+        read = self._online_read(
+            names.ITEM_EMBEDDING_VIEW, names.ITEM_KEY, item_ids, names.ITEM_EMBEDDING_REFS
+        )
         values = [None if v is None else float_list(v["item_embedding"]) for _, v in read]
         dim = next((len(v) for v in values if v is not None), 0)
         embeddings, _ = vectors_from_lists(values, dim)
@@ -190,7 +185,7 @@ class FeastFeatures:
         return result
 
     def user_via_sdk(self, user_id: str) -> UserRow:
-        values = self._read(USER_REFS, [{"user_id": user_id}])
+        values = self._read(names.USER_REFS, [{names.USER_KEY: user_id}])
         vector = values["user_vector"][0]
         if vector is None:
             return UserRow(np.zeros(0, np.float32), 0.0, 0.0, False, 0.0)
@@ -203,8 +198,8 @@ class FeastFeatures:
         )
 
     def items_via_sdk(self, item_ids: Sequence[str]) -> ItemRows:
-        refs = ITEM_REFS + (ITEM_EMBEDDING_REFS if self.embeddings else ())
-        values = self._read(refs, [{"item_id": i} for i in item_ids])
+        refs = names.ITEM_REFS + (names.ITEM_EMBEDDING_REFS if self.embeddings else ())
+        values = self._read(refs, [{names.ITEM_KEY: i} for i in item_ids])
         raw = values["item_vector"]
         dim = next((len(v) for v in raw if v is not None), 0)
         vectors, known = vectors_from_lists(raw, dim)
