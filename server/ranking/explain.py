@@ -13,15 +13,17 @@ def explain(batch: Batch, now: float) -> Parts:
     zeros = np.zeros(len(batch), dtype=np.float32)
     known = batch["known"]
     similarity, bias = batch["similarity"], batch["bias"]
-    # With a model, the heuristic part is what the fallback would have scored.
-    heuristic = batch.get("heuristic_score", zeros)
-    if "heuristic_score" not in batch and batch.user.known:
+    if not batch.user.known:  # cold start: nothing for the heuristic to score
+        heuristic = zeros
+    elif "heuristic_score" in batch:
+        heuristic = batch["heuristic_score"]
+    else:  # with a model, the heuristic part is what the fallback would have scored
         heuristic = heuristic_score(similarity, bias)
     return Parts(
         similarity=similarity,
         bias=bias,
         model_score=batch.get("model_score", zeros),
-        heuristic=heuristic if batch.user.known else zeros,
+        heuristic=heuristic,
         embedding_score=batch.get("embedding_score", zeros),
         item_age=np.where(known, now - batch["item_timestamp"], -1.0),
         unknown_item=~known,
