@@ -18,10 +18,16 @@ $(BIN)/python:
 # else that pulls torch afterwards then finds it satisfied.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,dev]'
+	$(BIN)/pip install -q -e '.[train,load,dev]'
 	touch $@
 
 venv: $(VENV)/.installed
+
+# The Node.js client of the interop test, from the lock file.
+NODE_DIR := tests/interop/node
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	npm ci --prefix $(NODE_DIR) --no-audit --no-fund --loglevel=error
+	touch $@
 
 # The one command that regenerates the gRPC code; never edit its output.
 proto: venv
@@ -33,7 +39,7 @@ run: venv
 	$(BIN)/shoprank pipeline --dataset $(DATASET) --home $(HOME_DIR)
 	$(BIN)/shoprank serve --home $(HOME_DIR) --host $(HOST) --port $(PORT)
 
-test: venv
+test: venv $(NODE_DIR)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -ra

@@ -23,7 +23,6 @@ Everything runs on loopback, bounded in time, and stops by itself.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import resource
@@ -43,7 +42,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from features import names
 from features.workspace import Workspace
-from server.clients import loadtest
+from server.clients.loadtest import command as loadtest
 from server.processes import free_port
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
@@ -194,27 +193,28 @@ def loaded(
     totals = {
         name: {"calls": 0.0, "seconds": 0.0, "server": 0.0, "loadgen": 0.0} for name in targets
     }
-    latencies: dict[str, list[loadtest.Report]] = {name: [] for name in targets}
+    latencies: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
     for _ in range(ROUNDS):
         for name, (target, servers) in targets.items():
             pids = [p.pid for p in servers]
             server_before, own_before = tree_cpu_seconds(pids), own_cpu_seconds()
-            report = asyncio.run(
-                loadtest.run(target, requests, duration / ROUNDS, 32, warmup=0.5, connections=8)
+            body = loadtest.measure(
+                target, requests, duration / ROUNDS, 32, warmup=0.5, connections=8
             )
-            # Calls are counted after the warm-up; CPU over the whole run.
-            calls = report.qps * (duration / ROUNDS + 0.5)
+            report = loadtest.brief(body)
+            # QPS counts the measured calls; CPU covers the warm-up's too.
+            calls = body["count"] + body["warmup"]["count"]
             total = totals[name]
-            total["calls"] += report.calls
-            total["seconds"] += report.seconds
+            total["calls"] += report["calls"]
+            total["seconds"] += report["seconds"]
             total["server"] += (tree_cpu_seconds(pids) - server_before) / calls
             total["loadgen"] += (own_cpu_seconds() - own_before) / calls
             latencies[name].append(report)
     return {
         name: {
             "qps": total["calls"] / total["seconds"],
-            "p50_ms": float(np.median([r.p50_ms for r in latencies[name]])),
-            "p99_ms": float(np.median([r.p99_ms for r in latencies[name]])),
+            "p50_ms": float(np.median([r["p50_ms"] for r in latencies[name]])),
+            "p99_ms": float(np.median([r["p99_ms"] for r in latencies[name]])),
             "server_cpu_ms_per_call": total["server"] / ROUNDS * 1e3,
             "loadgen_cpu_ms_per_call": total["loadgen"] / ROUNDS * 1e3,
         }
@@ -265,13 +265,13 @@ def measure(
         serve = [*SHOPRANK, "serve", "--home", str(home), "--port", str(port)]
         with running([[*serve, "--processes", str(processes)]], target, env) as servers:
             if "rank_100_c1" not in result:
-                c1 = asyncio.run(loadtest.run(target, small, args.duration, 1))
-                c1_large = asyncio.run(loadtest.run(target, large, args.duration, 1))
+                c1 = loadtest.brief(loadtest.measure(target, small, args.duration, 1))
+                c1_large = loadtest.brief(loadtest.measure(target, large, args.duration, 1))
                 result["processes_c1"] = processes
-                result["rank_100_c1"] = c1.__dict__
-                result["rank_1000_c1"] = c1_large.__dict__
-                result["ratio_p50_100"] = c1.p50_ms / sdk100["p50_ms"]
-                result["ratio_p99_1000"] = c1_large.p99_ms / sdk1000["p99_ms"]
+                result["rank_100_c1"] = c1
+                result["rank_1000_c1"] = c1_large
+                result["ratio_p50_100"] = c1["p50_ms"] / sdk100["p50_ms"]
+                result["ratio_p99_1000"] = c1_large["p99_ms"] / sdk1000["p99_ms"]
             pages = out / f"pages-{store}.bin"
             transport_pages(target, small[0], pages)
             targets = {"rank": (target, servers)}

@@ -20,7 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from features.workspace import Workspace
 from server.config import Settings
 from server.errors import FeatureStoreUnavailable, StartupError
-from server.metrics import Metrics
+from server.metrics import Metrics, channelz_server_ids
 from server.model_runtime import OnnxRanker, check_wiring
 from server.ranking.batch import RankQuery
 from server.ranking.build import build_pipeline
@@ -155,6 +155,7 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
     loaded = loaded or load(settings)
     metrics = Metrics()
     executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="rank")
+    known = channelz_server_ids()
     server = grpc.aio.server()
     admission = Admission(settings, executor)
     servicer = RankerServicer(loaded.pipeline, loaded.features, admission, settings, metrics)
@@ -175,6 +176,8 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
     except RuntimeError as error:
         raise StartupError(f"cannot listen on {address}: {error}") from None
     await server.start()
+    new = channelz_server_ids() - known
+    metrics.grpc_calls.watch(new.pop() if len(new) == 1 else None)
     if settings.metrics_port:
         metrics.serve(settings.host, settings.metrics_port)
     for service in ("", SERVICE):

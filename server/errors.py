@@ -19,6 +19,11 @@ class Overloaded(RankingError):
     """The server sheds this call; the caller should retry with backoff."""
 
 
+class CallEnded(Exception):
+    """The call ended, by its deadline or its caller, while pages were still
+    being written: there is no one left to send a status to."""
+
+
 class FeatureStoreUnavailable(RankingError):
     """The online store did not answer, and nothing else can serve the call."""
 

@@ -9,6 +9,7 @@ server's CPU, measured.
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_left
 from collections.abc import Callable, Iterator
 from itertools import accumulate
@@ -43,7 +44,14 @@ class Metrics:
             "shoprank_rank_candidates", "Candidates per Rank call.", CANDIDATE_BUCKETS
         )
         self.in_flight = Reading("shoprank_rank_in_flight", "Rank calls being served.")
-        for collector in (self.requests, self.stage_seconds, self.candidates, self.in_flight):
+        self.grpc_calls = GrpcCalls()
+        for collector in (
+            self.requests,
+            self.stage_seconds,
+            self.candidates,
+            self.in_flight,
+            self.grpc_calls,
+        ):
             self.registry.register(collector)
 
     def observe_stages(self, timings: dict[str, float]) -> None:
@@ -127,3 +135,41 @@ class Reading:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(self._name, self._help, value=self._read())
+
+
+class GrpcCalls:
+    """The calls gRPC core itself counted for this server, every method, read
+    from channelz at scrape time. They include the calls no handler ever saw:
+    gRPC drops a call whose deadline passed, or whose caller cancelled, before
+    its request was read, and shoprank_rank_requests cannot count those."""
+
+    def __init__(self) -> None:
+        self._server_id: int | None = None
+
+    def watch(self, server_id: int | None) -> None:
+        self._server_id = server_id
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        if self._server_id is None:
+            return
+        from grpc._cython import cygrpc  # channelz has no public Python API but its service
+
+        data = json.loads(cygrpc.channelz_get_server(self._server_id))["server"]["data"]
+        for key, name in (
+            ("callsStarted", "started"),
+            ("callsSucceeded", "succeeded"),
+            ("callsFailed", "failed"),
+        ):
+            yield CounterMetricFamily(
+                f"shoprank_grpc_server_calls_{name}",
+                f"gRPC calls {name} on this server, every method (gRPC core's channelz).",
+                value=int(data.get(key, 0)),
+            )
+
+
+def channelz_server_ids() -> set[int]:
+    """The ids of every gRPC server in this process, as channelz numbers them."""
+    from grpc._cython import cygrpc
+
+    servers = json.loads(cygrpc.channelz_get_servers(0)).get("server", [])
+    return {int(server["ref"]["serverId"]) for server in servers}

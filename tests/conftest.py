@@ -26,9 +26,15 @@ def server_settings(workspace: Workspace) -> Settings:
 
 
 @pytest.fixture(scope="session")
-def channel(server_settings: Settings) -> Iterator[grpc.Channel]:
+def server_address(server_settings: Settings) -> Iterator[str]:
+    """HOST:PORT of a real server over the session's workspace."""
     server = ServerThread(server_settings, load(server_settings))
     port = server.start()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as ch:
-        yield ch
+    yield f"127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def channel(server_address: str) -> Iterator[grpc.Channel]:
+    with grpc.insecure_channel(server_address) as ch:
+        yield ch

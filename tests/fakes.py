@@ -82,3 +82,20 @@ class FakeScorer:
     def score(self, features: np.ndarray) -> np.ndarray:
         self.inputs.append(features)
         return (features[:, : self._weights.size] @ self._weights).astype(np.float32)
+
+
+def report_with(
+    p50: float, p99: float, rps: float, count: int = 1000, errors: int = 0
+) -> dict[str, object]:
+    """The parts of a `loadtest --json` report that `compare` reads."""
+    from server.clients.loadtest.report import FORMAT
+
+    return {
+        "format": FORMAT,
+        "load": {"mode": "closed", "concurrency": 8, "rps": 0.0, "workers": 1},
+        "scenario": {},
+        "latency_ms": {"p50": p50, "p99": p99},
+        "rps": rps,
+        "count": count,
+        "errors": errors,
+    }

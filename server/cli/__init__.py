@@ -11,13 +11,18 @@ from pathlib import Path
 
 from features.errors import DataSourceError
 from server.cli import commands
+from server.cli.commands import Regression
 from server.config import ConfigError, Settings, from_env, with_overrides
 from server.errors import StartupError
 
 EXIT_FAILURE = 1
-# A serving install (plain `pip install .`) has none of these; training and export need them.
-TRAIN_EXTRA = ("torch", "onnx", "onnxscript", "matplotlib")
+# A serving install (plain `pip install .`) has none of these: the extra that brings each.
+TRAIN = "from the train extra: pip install torch==2.13.0, then pip install 'shoprank[train]'"
+LOAD = "from the load extra: pip install 'shoprank[load]'"
+EXTRAS = {"torch": TRAIN, "onnx": TRAIN, "onnxscript": TRAIN, "matplotlib": LOAD, "locust": LOAD}
 EXIT_INTERRUPTED = 130
+# `shoprank loadtest compare A B` reaches its own parser; `loadtest` keeps its flags.
+COMPARE = "loadtest-compare"
 
 
 def _home(parser: argparse.ArgumentParser) -> None:
@@ -98,24 +103,54 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="JSON path (a PNG chart is written beside it)")
     evaluate.set_defaults(run=commands.cmd_eval)
-    load = sub.add_parser("loadtest", help="load-test a running server")
+    _loadtest_parsers(sub)
+    proto = sub.add_parser("proto", help="write the gRPC contract, for clients in other languages")
+    proto.add_argument("--out", required=True, help="directory; gets shoprank/v1/ranking.proto")
+    proto.set_defaults(run=commands.cmd_proto)
+
+
+def _loadtest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    load = sub.add_parser(
+        "loadtest",
+        help="load-test a running server (and `loadtest compare A.json B.json`)",
+        description="Load-test a running server; `shoprank loadtest compare A.json B.json` "
+        "compares two --json reports.",
+    )
     load.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
-    load.add_argument("--scenario", help="JSON list of requests (default: built from --home)")
+    load.add_argument("--scenario", help="YAML or JSON scenario (see README); default: built in")
     _home(load)
     pace = load.add_mutually_exclusive_group()
     pace.add_argument("--concurrency", type=int, default=8, help="closed loop: calls in flight")
     pace.add_argument("--rps", type=float, help="open loop: calls started per second")
-    load.add_argument("--duration", type=float, default=10.0, help="seconds")
+    load.add_argument("--duration", type=float, help="seconds measured (default 10)")
+    load.add_argument("--requests", type=int, help="measured calls; alone, bounds the run")
+    load.add_argument("--warmup", type=float, default=1.0, help="seconds not measured")
     load.add_argument(
         "--connections", type=int, default=4, help="TCP connections; a call takes the least busy"
     )
-    load.add_argument("--candidates", type=int, default=100, help="default scenario: per call")
-    load.add_argument("--top-k", type=int, default=100, help="default scenario: top_k")
-    load.add_argument("--json", help="write the report here")
+    load.add_argument("--workers", type=int, default=1, help="load generator processes")
+    load.add_argument("--candidates", type=int, help="override the scenario's candidates per call")
+    load.add_argument("--top-k", type=int, help="override the scenario's top_k")
+    load.add_argument("--json", help="write the full report here")
+    load.add_argument("--html", help="write a page with the summary and both charts here")
+    load.add_argument("--png", help="write latency-over-time and histogram PNGs to this directory")
+    load.add_argument("--quiet", action="store_true", help="no progress line each second")
     load.set_defaults(run=commands.cmd_loadtest)
-    proto = sub.add_parser("proto", help="write the gRPC contract, for clients in other languages")
-    proto.add_argument("--out", required=True, help="directory; gets shoprank/v1/ranking.proto")
-    proto.set_defaults(run=commands.cmd_proto)
+    compare = sub.add_parser(
+        COMPARE,
+        help=argparse.SUPPRESS,
+        prog="shoprank loadtest compare",
+        description="Compare two `loadtest --json` reports; exit 1 when B regressed against A.",
+    )
+    compare.add_argument("a", help="baseline report (JSON)")
+    compare.add_argument("b", help="candidate report (JSON)")
+    compare.add_argument(
+        "--threshold", type=float, default=10.0, help="percent change in p50, p99 or QPS"
+    )
+    compare.add_argument(
+        "--error-points", type=float, default=0.1, help="rise in the error rate, in points"
+    )
+    compare.set_defaults(run=commands.cmd_loadtest_compare)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -145,15 +180,12 @@ def _one_line(error: BaseException) -> str:
 
     if isinstance(error, grpc.RpcError) and hasattr(error, "code"):
         return f"{error.code().name}: {error.details()}"
-    if isinstance(error, ModuleNotFoundError) and error.name in TRAIN_EXTRA:
-        return (
-            f"this command needs {error.name}, from the train extra: "
-            "pip install torch==2.13.0, then pip install 'shoprank[train]'"
-        )
+    if isinstance(error, ModuleNotFoundError) and error.name in EXTRAS:
+        return f"this command needs {error.name}, {EXTRAS[error.name]}"
     text = str(error).strip().splitlines()
     detail = text[0] if text else ""
     # These carry messages written for the operator; anything else names its type.
-    known = (ConfigError, StartupError, DataSourceError, ValueError, OSError)
+    known = (ConfigError, StartupError, DataSourceError, ValueError, OSError, Regression)
     return detail if isinstance(error, known) and detail else f"{type(error).__name__}: {detail}"
 
 
@@ -161,13 +193,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     # Feast and its engines warn about their own deprecations on every run.
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    args = parser().parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    if words[:2] == ["loadtest", "compare"]:
+        words[:2] = [COMPARE]
+    args = parser().parse_args(words)
     try:
         args.run(settings_for(args), args)
     except KeyboardInterrupt:
         print("shoprank: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as error:
-        print(f"shoprank {args.command}: {_one_line(error)}", file=sys.stderr)
+        name = "loadtest compare" if args.command == COMPARE else args.command
+        print(f"shoprank {name}: {_one_line(error)}", file=sys.stderr)
         return EXIT_FAILURE
     return 0

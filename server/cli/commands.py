@@ -214,52 +214,46 @@ def cmd_rank(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> None:
-    import asyncio
+    from server.clients.loadtest.command import Outputs, loadtest
+    from server.clients.loadtest.generator import Load
 
-    from server.clients import loadtest
-
-    if args.scenario:
-        requests = loadtest.load_scenario(Path(args.scenario))
-    else:
-        requests = default_scenario(settings.workspace, args.candidates, args.top_k)
-    report = asyncio.run(
-        loadtest.run(
-            args.server,
-            requests,
-            args.duration,
-            args.concurrency,
-            args.rps or 0.0,
-            connections=args.connections,
-        )
+    load = Load(
+        concurrency=args.concurrency,
+        rps=args.rps or 0.0,
+        # A count alone bounds the run; with both, whichever comes first.
+        duration=args.duration if args.duration is not None else (0 if args.requests else 10),
+        requests=args.requests or 0,
+        warmup=args.warmup,
+        connections=args.connections,
     )
-    say(report.line())
-    if args.json:
-        loadtest.report_json(report, Path(args.json))
+    outputs = Outputs(
+        json=Path(args.json) if args.json else None,
+        html=Path(args.html) if args.html else None,
+        png=Path(args.png) if args.png else None,
+    )
+    loadtest(
+        args.server,
+        settings.workspace,
+        Path(args.scenario) if args.scenario else None,
+        load,
+        args.workers,
+        outputs,
+        sys.stdout,
+        None if args.quiet else sys.stderr,
+        candidates=args.candidates,
+        top_k=args.top_k,
+    )
 
 
-def default_scenario(workspace: Workspace, candidates: int, top_k: int) -> list[Any]:
-    """Requests for known users over random catalogue items, from the workspace."""
-    import numpy as np
-    import pyarrow.parquet as pq
+def cmd_loadtest_compare(settings: Settings, args: argparse.Namespace) -> None:
+    from server.clients.loadtest.command import compare
 
-    from server.proto.shoprank.v1 import ranking_pb2 as pb
+    if compare(Path(args.a), Path(args.b), args.threshold, args.error_points, sys.stdout):
+        raise Regression(f"{args.b} regressed against {args.a}; see the table above")
 
-    if not workspace.events_path.exists():
-        raise FileNotFoundError(
-            f"no data in {workspace.home} to build requests from; pass --scenario or --home"
-        )
-    users = pq.read_table(workspace.events_path, columns=["user_id"])["user_id"].unique()
-    items = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_numpy()
-    rng = np.random.default_rng(0)
-    picked = rng.choice(users.to_numpy(zero_copy_only=False), size=min(500, len(users)))
-    return [
-        pb.RankRequest(
-            user_id=str(user),
-            candidate_item_ids=rng.choice(items, min(candidates, items.size), replace=False),
-            top_k=top_k,
-        )
-        for user in picked
-    ]
+
+class Regression(Exception):
+    """`loadtest compare` found B worse than A beyond the threshold."""
 
 
 def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:

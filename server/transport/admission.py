@@ -53,3 +53,11 @@ def check_deadline(context: grpc.aio.ServicerContext, when: str) -> None:
         raise DeadlineExceeded(
             f"the call's deadline passed {when}; allow more time or fewer candidates"
         )
+
+
+def cancelled_code(context: grpc.aio.ServicerContext) -> grpc.StatusCode:
+    """How a call the peer abandoned ended: past its deadline, or cancelled."""
+    remaining = context.time_remaining()
+    if remaining is not None and remaining <= 0:
+        return grpc.StatusCode.DEADLINE_EXCEEDED
+    return grpc.StatusCode.CANCELLED

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 import grpc
 
+from server.errors import CallEnded
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.batch import Parts, Ranking
 from server.ranking.pipeline import HEURISTIC_VERSION
@@ -73,6 +74,11 @@ async def write_pages(context: grpc.aio.ServicerContext, ranking: Ranking, page_
     pages = to_pages(ranking, page_size)
     last = next(pages)
     for page in pages:
-        await context.write(last)
+        try:
+            await context.write(last)
+        except Exception as error:
+            # A write fails only on a call that is over; grpc.aio says so before
+            # its context does (context.cancelled() can still be False here).
+            raise CallEnded(str(error)) from error
         last = page
     return last

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import grpc
 
 from server.config import Settings
+from server.errors import CallEnded
 from server.metrics import Metrics
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.pipeline import Pipeline
 from server.sources.port import FeatureSource
-from server.transport.admission import Admission, check_deadline
+from server.transport.admission import Admission, cancelled_code, check_deadline
 from server.transport.pages import write_pages
 from server.transport.requests import to_query
 from server.transport.status import status_for
@@ -60,6 +62,10 @@ class RankerServicer:
                 )
                 self._metrics.observe_stages(ranking.timings)
                 return last
+        except (asyncio.CancelledError, CallEnded) as ended:
+            # The call is over (its deadline passed, or the peer left): nothing to send.
+            code = cancelled_code(context)
+            raise asyncio.CancelledError from ended
         except Exception as error:
             code, message = status_for(error)
             await context.abort(code, message)
