@@ -32,6 +32,7 @@ from server.sources.port import FeatureSource
 from server.transport.admission import Admission
 from server.transport.handlers import SERVICE, add_to_server
 from server.transport.servicer import RankerServicer
+from server.transport.tls import server_credentials
 from training import registry
 
 log = logging.getLogger(__name__)
@@ -171,8 +172,12 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
         server,
     )
     address = f"{settings.host}:{settings.port}"
+    credentials = server_credentials(settings)
     try:
-        port = server.add_insecure_port(address)
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as error:
         raise StartupError(f"cannot listen on {address}: {error}") from None
     await server.start()

@@ -71,6 +71,13 @@ class Settings:
     item_cache_capacity: int = 1_000_000
     # How often the server asks the registry whether a materialization landed.
     cache_refresh_seconds: float = 5.0
+    # TLS: PEM files of the server's certificate chain and key; empty = plaintext
+    # (for loopback and a mesh that terminates TLS itself).
+    tls_cert: str = ""
+    tls_key: str = ""
+    # Mutual TLS: PEM roots that a caller's certificate must chain to; empty =
+    # callers need no certificate.
+    tls_client_ca: str = ""
 
     @property
     def workspace(self) -> Workspace:
@@ -135,6 +142,10 @@ def validate(settings: Settings) -> Settings:
         if not 0 <= getattr(settings, name) <= 65535:
             raise ConfigError(f"{name} must be a port number, got {getattr(settings, name)}")
     _validate_stores(settings)
+    if bool(settings.tls_cert) != bool(settings.tls_key):
+        raise ConfigError("tls_cert and tls_key go together: give both, or neither")
+    if settings.tls_client_ca and not settings.tls_cert:
+        raise ConfigError("tls_client_ca needs tls_cert and tls_key: mutual TLS is TLS first")
     return settings
 
 

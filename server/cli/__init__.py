@@ -82,6 +82,9 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     serve.add_argument("--port", type=int)
     serve.add_argument("--metrics-port", type=int, help="Prometheus metrics on this port")
     serve.add_argument("--processes", type=int, help="server processes; 0 = one per core")
+    serve.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
+    serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
+    serve.add_argument("--tls-client-ca", help="PEM roots: callers need a certificate (mTLS)")
     serve.set_defaults(run=commands.cmd_serve)
     rank = sub.add_parser("rank", help="rank candidates through a running server")
     rank.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
@@ -135,6 +138,11 @@ def _loadtest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     load.add_argument("--html", help="write a page with the summary and both charts here")
     load.add_argument("--png", help="write latency-over-time and histogram PNGs to this directory")
     load.add_argument("--quiet", action="store_true", help="no progress line each second")
+    load.add_argument("--tls-ca", help="PEM roots to trust: call over TLS")
+    load.add_argument("--tls-cert", help="PEM client certificate, for mutual TLS")
+    load.add_argument("--tls-key", help="PEM key of --tls-cert")
+    load.add_argument("--tls-server-name", help="the name to check in the server's certificate")
+    load.add_argument("--token", help="bearer token (a scenario's token_env keeps it off argv)")
     load.set_defaults(run=commands.cmd_loadtest)
     compare = sub.add_parser(
         COMPARE,
@@ -172,6 +180,9 @@ def settings_for(args: argparse.Namespace) -> Settings:
         port=getattr(args, "port", None),
         metrics_port=getattr(args, "metrics_port", None),
         processes=getattr(args, "processes", None),
+        tls_cert=getattr(args, "tls_cert", None),
+        tls_key=getattr(args, "tls_key", None),
+        tls_client_ca=getattr(args, "tls_client_ca", None),
     )
 
 

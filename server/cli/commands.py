@@ -216,6 +216,18 @@ def cmd_rank(settings: Settings, args: argparse.Namespace) -> None:
 def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> None:
     from server.clients.loadtest.command import Outputs, loadtest
     from server.clients.loadtest.generator import Load
+    from server.clients.loadtest.scenario import Tls
+
+    tls = None
+    if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
+        if bool(args.tls_cert) != bool(args.tls_key):
+            raise ValueError("--tls-cert and --tls-key go together")
+        tls = Tls(
+            ca=args.tls_ca or "",
+            cert=args.tls_cert or "",
+            key=args.tls_key or "",
+            server_name=args.tls_server_name or "",
+        )
 
     load = Load(
         concurrency=args.concurrency,
@@ -242,6 +254,8 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> None:
         None if args.quiet else sys.stderr,
         candidates=args.candidates,
         top_k=args.top_k,
+        tls=tls,
+        token=args.token or "",
     )
 
 

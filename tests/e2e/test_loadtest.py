@@ -229,3 +229,51 @@ def test_locust_drives_rank_headless(
     assert server.get("OK", 0) >= valid["num_requests"]
     assert server.get("INVALID_ARGUMENT", 0) >= invalid["num_requests"]
     assert server.pop("started") == sum(server.values())
+
+
+@pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mtls"])
+def test_loadtest_over_tls_and_mutual_tls(
+    workspace: Workspace, tmp_path: Path, mutual: bool
+) -> None:
+    from tests import certs
+
+    made = certs.make(tmp_path)
+    settings = Settings(
+        home=workspace.home,
+        port=0,
+        tls_cert=str(made.server.cert),
+        tls_key=str(made.server.key),
+        tls_client_ca=str(made.ca) if mutual else "",
+    )
+    server = ServerThread(settings, load(settings))
+    address = f"127.0.0.1:{server.start()}"
+    # The trusted caller's TLS comes from the command line, the others' from a scenario.
+    flags = ["--tls-ca", str(made.ca), "--tls-server-name", certs.SERVER_NAME]
+    if mutual:
+        flags += ["--tls-cert", str(made.client.cert), "--tls-key", str(made.client.key)]
+    try:
+        runs = {}
+        for name, tls, extra in (
+            ("trusted", "null", flags),
+            ("no client cert", f"{{ca: {made.ca}, server_name: {certs.SERVER_NAME}}}", []),
+            ("plaintext", "null", []),
+        ):
+            path = tmp_path / f"{name}.yaml"
+            path.write_text(f"candidates: 10\ntop_k: 5\ndeadlines_ms: 5000\ntls: {tls}\n")
+            out = tmp_path / f"{name}.json"
+            done = shoprank(
+                "loadtest", "--server", address, "--home", str(workspace.home),
+                "--scenario", str(path), "--requests", "20", "--warmup", "0",
+                "--concurrency", "2", "--connections", "1", "--json", str(out), "--quiet",
+                *extra,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            runs[name] = json.loads(out.read_text())
+    finally:
+        server.stop()
+    assert runs["trusted"]["status_codes"] == {"OK": 20}
+    assert runs["trusted"]["tls"] is True
+    # A plaintext caller never gets through; under mTLS, neither does one without a certificate.
+    assert runs["plaintext"]["status_codes"] == {"UNAVAILABLE": 20}
+    expected = {"UNAVAILABLE": 20} if mutual else {"OK": 20}
+    assert runs["no client cert"]["status_codes"] == expected

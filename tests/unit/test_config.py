@@ -86,3 +86,12 @@ def test_the_settings_give_the_store_sections_feast_reads() -> None:
     assert written["registry"]["path"] == "postgresql+psycopg://postgres@db:5432/shoprank"
     assert written["project"] == "shoprank"
     assert written["offline_store"] == {"type": "duckdb"}
+
+
+def test_tls_takes_a_certificate_and_its_key_and_mtls_needs_tls() -> None:
+    with pytest.raises(ConfigError, match=r"^tls_cert and tls_key go together"):
+        from_env({"SHOPRANK_TLS_CERT": "server.pem"})
+    with pytest.raises(ConfigError, match=r"^tls_client_ca needs tls_cert and tls_key"):
+        from_env({"SHOPRANK_TLS_CLIENT_CA": "ca.pem"})
+    both = from_env({"SHOPRANK_TLS_CERT": "s.pem", "SHOPRANK_TLS_KEY": "s.key"})
+    assert (both.tls_cert, both.tls_key, both.tls_client_ca) == ("s.pem", "s.key", "")

@@ -32,8 +32,11 @@ def loadtest(
     progress: TextIO | None,
     candidates: int | None = None,
     top_k: int | None = None,
+    tls: scenario.Tls | None = None,
+    token: str = "",
 ) -> dict[str, Any]:
-    """Run the load, print the summary to `out`, write the outputs; the report."""
+    """Run the load, print the summary to `out`, write the outputs; the report.
+    `tls` and `token`, from the command line, win over the scenario's."""
     if outputs.html or outputs.png:
         import matplotlib  # noqa: F401  # fail before the run, not after it
     plan = scenario.load(scenario_path) if scenario_path else scenario.Scenario()
@@ -41,7 +44,10 @@ def loadtest(
         plan = replace(plan, candidates=(scenario.Weighted(candidates, 1.0),))
     if top_k is not None:
         plan = replace(plan, top_k=top_k)
-    target = Target(address, plan.tls, plan.metadata(dict(os.environ)))
+    if tls is not None:
+        plan = replace(plan, tls=tls)
+    metadata = (("authorization", f"Bearer {token}"),) if token else plan.metadata(dict(os.environ))
+    target = Target(address, plan.tls, metadata)
     population = scenario.read_population(workspace.events_path, workspace.catalog_path)
     pools = [scenario.build_pool(plan, population, stream) for stream in range(worker_count)]
     started = report.now()
