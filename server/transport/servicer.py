@@ -55,6 +55,8 @@ class RankerServicer:
                 ranked = time.perf_counter()
                 page_size = request.page_size or self._settings.default_page_size
                 last = await write_pages(context, ranking, page_size)
+                # Writes into a call past its deadline can pass silently: it failed all the same.
+                check_deadline(context, "while the pages were written")
                 ranking.timings.update(
                     user_read=read - started,
                     serialise=time.perf_counter() - ranked,

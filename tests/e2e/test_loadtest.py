@@ -122,6 +122,8 @@ def test_counts_and_forced_outcomes_equal_what_the_server_counted(
     assert report["errors"] == report["count"] - report["ok"]
     assert report["ok"] == sum(b["count"] for b in report["histogram"])
     assert sum(t["calls"] for t in report["timeline"]) == report["count"]
+    messages = {e["details"] for e in report["error_details"] if e["code"] == "INVALID_ARGUMENT"}
+    assert "user_id is required" in messages  # the server's own words, counted
     assert "Status code distribution:" in done.stdout
     assert "[DEADLINE_EXCEEDED]" in done.stdout
 
@@ -224,11 +226,14 @@ def test_locust_drives_rank_headless(
     # Locust fails exactly the calls made invalid on purpose, and says so in its exit code.
     assert invalid["num_requests"] == invalid["num_failures"] > 0
     assert done.returncode == 1
-    # The server saw every call Locust reported, and the few Locust abandoned
-    # when its time ran out (CANCELLED); every call it received reached Rank.
+    # The server saw every call Locust reported, and the one call per user at
+    # most that Locust abandoned when its time ran out: gRPC may drop such a
+    # call before Rank reads it, or Rank may still be finishing it.
     assert server.get("OK", 0) >= valid["num_requests"]
     assert server.get("INVALID_ARGUMENT", 0) >= invalid["num_requests"]
-    assert server.pop("started") == sum(server.values())
+    started = server.pop("started")
+    reported = valid["num_requests"] + invalid["num_requests"]
+    assert reported <= started <= reported + 3
 
 
 @pytest.mark.parametrize("mutual", [False, True], ids=["tls", "mtls"])

@@ -120,7 +120,8 @@ def test_queries_need_a_workspace_that_has_searches() -> None:
 def recording(latencies_us: list[int], codes: list[str]) -> record.Recording:
     r = record.Recording()
     for us, code in zip(latencies_us, codes, strict=True):
-        r.record("rank", code, us % 3, us / 1e6, us / 2e6)  # the second: any function of us
+        # The second of the run: any function of us, so that halves merge back.
+        r.record("rank", code, us % 3, us / 1e6, us / 2e6, "" if code == "OK" else "store down")
     return r
 
 
@@ -137,6 +138,18 @@ def test_recordings_of_two_workers_merge_exactly_into_one() -> None:
         assert merged.latency.get_value_at_percentile(p) == whole.latency.get_value_at_percentile(p)
     assert [s.calls for s in merged.seconds] == [s.calls for s in whole.seconds] == [333, 334, 333]
     assert (merged.elapsed, merged.cpu_seconds, merged.workers) == (3.0, 0.75, 2)
+
+
+def test_error_messages_are_counted_and_bounded() -> None:
+    a, b = record.Recording(), record.Recording()
+    a.record("invalid", "INVALID_ARGUMENT", 0, 0.001, None, "user_id is required")
+    b.record("invalid", "INVALID_ARGUMENT", 0, 0.001, None, "user_id is required")
+    for i in range(record.MAX_DETAILS + 5):
+        b.record("rank", "UNAVAILABLE", 0, 0.001, None, f"store down ({i})")
+    merged = record.merge([a.to_json(), b.to_json()])
+    assert merged.details[("INVALID_ARGUMENT", "user_id is required")] == 2
+    assert len(b.details) == record.MAX_DETAILS  # the rest are counted by code alone
+    assert merged.codes["UNAVAILABLE"] == record.MAX_DETAILS + 5
 
 
 def test_percentiles_and_bins_hold_exact_values() -> None:
@@ -194,5 +207,6 @@ def test_the_summary_has_ghz_sections_and_warns_when_the_client_saturates() -> N
     assert "  Requests/sec:\t500.00" in text
     assert "  50 % in 0.50 ms | 0.25 ms" in text
     assert "  [UNAVAILABLE]\t1 responses" in text
+    assert "Error distribution:\n  [1]\tcode = UNAVAILABLE desc = store down" in text
     assert "Client: 1.900 ms CPU per call" in text
     assert "WARNING: the load generator's own CPU is saturated" in text

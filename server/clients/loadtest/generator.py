@@ -158,7 +158,7 @@ class _Caller:
             c = min(range(size), key=lambda i: (self._in_flight[i], (i - n) % size))
             self._in_flight[c] += 1
             first: float | None = None
-            code = "OK"
+            code, detail = "OK", ""
             try:
                 call = self._stubs[c].Rank(
                     shot.request, timeout=shot.deadline_s, metadata=self._metadata
@@ -167,11 +167,11 @@ class _Caller:
                     if first is None:
                         first = time.perf_counter() - intended
             except grpc.aio.AioRpcError as error:
-                code = error.code().name
+                code, detail = error.code().name, error.details() or ""
             finally:
                 self._in_flight[c] -= 1
             end = time.perf_counter()
-            record.record(shot.kind, code, int(end - started), end - intended, first)
+            record.record(shot.kind, code, int(end - started), end - intended, first, detail)
 
         issued = 0
         if load.rps > 0:

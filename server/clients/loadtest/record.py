@@ -19,6 +19,8 @@ LOWEST_US = 1
 HIGHEST_US = 60_000_000
 DIGITS = 3
 SECOND_DIGITS = 2  # per-second histograms: 100 of them cost what 10 full ones do
+# Distinct error messages kept; a message naming an id would otherwise grow without bound.
+MAX_DETAILS = 20
 
 
 def histogram(digits: int = DIGITS) -> HdrHistogram:
@@ -71,6 +73,7 @@ class Recording:
     loop_lag: HdrHistogram = field(default_factory=lambda: histogram(SECOND_DIGITS))
     codes: Counter[str] = field(default_factory=Counter)
     kinds: dict[str, Counter[str]] = field(default_factory=dict)
+    details: Counter[tuple[str, str]] = field(default_factory=Counter)  # errors: (code, message)
     seconds: list[Second] = field(default_factory=list)  # by second since the phase began
     elapsed: float = 0.0  # wall seconds the phase ran
     cpu_seconds: float = 0.0  # the process's CPU over the phase
@@ -85,7 +88,15 @@ class Recording:
     def errors(self) -> int:
         return self.calls - self.codes.get("OK", 0)
 
-    def record(self, kind: str, code: str, second: int, last: float, first: float | None) -> None:
+    def record(
+        self,
+        kind: str,
+        code: str,
+        second: int,
+        last: float,
+        first: float | None,
+        detail: str = "",
+    ) -> None:
         self.codes[code] += 1
         self.kinds.setdefault(kind, Counter())[code] += 1
         self.pad(second + 1)
@@ -93,6 +104,9 @@ class Recording:
         bucket.calls += 1
         if code != "OK":
             bucket.errors += 1
+            key = (code, detail)
+            if key in self.details or len(self.details) < MAX_DETAILS:
+                self.details[key] += 1
             return
         us = _us(last)
         self.latency.record_value(us)
@@ -114,6 +128,7 @@ class Recording:
             "loop_lag": encode(self.loop_lag),
             "codes": dict(self.codes),
             "kinds": {k: dict(v) for k, v in self.kinds.items()},
+            "details": [[code, detail, n] for (code, detail), n in self.details.items()],
             "seconds": [s.to_json() for s in self.seconds],
             "elapsed": self.elapsed,
             "cpu_seconds": self.cpu_seconds,
@@ -133,6 +148,8 @@ def merge(bodies: list[dict[str, Any]]) -> Recording:
         out.codes.update(body["codes"])
         for kind, codes in body["kinds"].items():
             out.kinds.setdefault(kind, Counter()).update(codes)
+        for code, detail, n in body["details"]:
+            out.details[(code, detail)] += n
         out.pad(len(body["seconds"]))
         for i, second in enumerate(body["seconds"]):
             out.seconds[i].add_json(second)

@@ -95,6 +95,10 @@ def build(
         "histogram": bins(lat),
         "status_codes": dict(sorted(m.codes.items())),
         "kinds": {k: dict(sorted(v.items())) for k, v in sorted(m.kinds.items())},
+        "error_details": [
+            {"code": code, "details": detail, "count": n}
+            for (code, detail), n in m.details.most_common()
+        ],
         "timeline": timeline(m),
         "warmup": {
             "count": outcome.warmup.calls,

@@ -46,6 +46,10 @@ def text(report: dict[str, Any]) -> str:
     lines += ["", "Status code distribution:"]
     for code, count in report["status_codes"].items():
         lines.append(f"  [{code}]\t{count} responses")
+    if report["error_details"]:
+        lines += ["", "Error distribution:"]
+        for e in report["error_details"]:
+            lines.append(f"  [{e['count']}]\tcode = {e['code']} desc = {e['details']}")
     if len(report["kinds"]) > 1:
         lines += ["", "By kind of call:"]
         for kind, codes in report["kinds"].items():
