@@ -28,6 +28,7 @@ grpc_gevent.init_gevent()  # before any gRPC object: calls then yield to other u
 from locust import User, constant, events, task  # noqa: E402
 
 from features.workspace import Workspace  # noqa: E402
+from server.clients.channels import Access  # noqa: E402
 from server.clients.loadtest import scenario  # noqa: E402
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc  # noqa: E402
 
@@ -64,15 +65,10 @@ class RankUser(User):
 
     def on_start(self) -> None:
         plan = PLAN[0]
-        if plan.tls is None:
-            self._channel = grpc.insecure_channel(self.host)
-        else:
-            from server.clients.loadtest.generator import credentials_for
-
-            credentials, options = credentials_for(plan.tls)
-            self._channel = grpc.secure_channel(self.host, credentials, options=options)
+        access = Access(plan.tls, plan.token(dict(os.environ)))
+        self._channel = access.channel(self.host)
         self._stub = pb_grpc.RankerStub(self._channel)
-        self._metadata = plan.metadata(dict(os.environ)) or None
+        self._metadata = access.metadata or None
 
     def on_stop(self) -> None:
         self._channel.close()

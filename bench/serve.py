@@ -18,6 +18,9 @@ The QPS runs alternate between the servers in short rounds, so a drift in
 the machine's speed (30% within minutes here) falls on both alike. The load
 generator runs in this process, on the same 2 cores as the servers.
 Everything runs on loopback, bounded in time, and stops by itself.
+
+BENCH_SERVER_TREE=/path/to/a/checkout serves that tree's code to this load
+generator: a server change's before and after, measured by one client.
 """
 
 from __future__ import annotations
@@ -234,6 +237,10 @@ def transport_pages(target: str, request: pb.RankRequest, path: Path) -> None:
 def bench_store(store: str, args: argparse.Namespace, out: Path) -> dict[str, object]:
     with redis_server() if store == "redis" else _nothing() as redis:
         env = {**os.environ, "SHOPRANK_ONLINE_STORE": store}
+        # Before/after a server change with one and the same load generator: the
+        # servers (and the workspace build) import the tree this names.
+        if os.environ.get("BENCH_SERVER_TREE"):
+            env["PYTHONPATH"] = os.environ["BENCH_SERVER_TREE"]
         if redis:
             env["SHOPRANK_REDIS"] = redis
         home = out / f"home-{store}"

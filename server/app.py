@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 import pyarrow.parquet as pq
@@ -30,6 +31,7 @@ from server.sources.feast_provider import FeastFeatures
 from server.sources.item_cache import ItemFeatureCache
 from server.sources.port import FeatureSource
 from server.transport.admission import Admission
+from server.transport.auth import BearerAuth, TokenFile
 from server.transport.handlers import SERVICE, add_to_server
 from server.transport.servicer import RankerServicer
 from server.transport.tls import server_credentials
@@ -157,7 +159,20 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
     metrics = Metrics()
     executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="rank")
     known = channelz_server_ids()
-    server = grpc.aio.server()
+    interceptors = []
+    if settings.auth_tokens:
+        tokens = TokenFile(Path(settings.auth_tokens))
+        tokens.load()
+        interceptors.append(BearerAuth(tokens, metrics.denied.inc))
+    server = grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", settings.max_request_bytes),
+            # gRPC rejects metadata between its soft and hard limits at random: one limit.
+            ("grpc.max_metadata_size", settings.max_metadata_bytes),
+            ("grpc.absolute_max_metadata_size", settings.max_metadata_bytes),
+        ],
+    )
     admission = Admission(settings, executor)
     servicer = RankerServicer(loaded.pipeline, loaded.features, admission, settings, metrics)
     add_to_server(servicer, server)

@@ -78,6 +78,14 @@ class Settings:
     # Mutual TLS: PEM roots that a caller's certificate must chain to; empty =
     # callers need no certificate.
     tls_client_ca: str = ""
+    # Bearer tokens, one per line, re-read when the file changes; empty = no
+    # token check. Health stays open either way.
+    auth_tokens: str = ""
+    # The largest request gRPC accepts: 5000 candidates of 256-byte ids fit in
+    # 1.3 MB. Larger ones get RESOURCE_EXHAUSTED from gRPC before any parsing.
+    max_request_bytes: int = 2 * 1024 * 1024
+    # The largest metadata (headers) a call may carry.
+    max_metadata_bytes: int = 16 * 1024
 
     @property
     def workspace(self) -> Workspace:
@@ -135,6 +143,8 @@ def validate(settings: Settings) -> Settings:
         "workers",
         "model_threads",
         "item_cache_capacity",
+        "max_request_bytes",
+        "max_metadata_bytes",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")

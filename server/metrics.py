@@ -45,12 +45,16 @@ class Metrics:
         )
         self.in_flight = Reading("shoprank_rank_in_flight", "Rank calls being served.")
         self.grpc_calls = GrpcCalls()
+        self.denied = Counts(
+            "shoprank_auth_denied", "Calls refused UNAUTHENTICATED, by method.", "method"
+        )
         for collector in (
             self.requests,
             self.stage_seconds,
             self.candidates,
             self.in_flight,
             self.grpc_calls,
+            self.denied,
         ):
             self.registry.register(collector)
 

@@ -29,6 +29,15 @@ def _home(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", help="workspace directory (default: $SHOPRANK_HOME, then ./var)")
 
 
+def _access(parser: argparse.ArgumentParser) -> None:
+    """How a client command reaches the server: TLS, mutual TLS, a token."""
+    parser.add_argument("--tls-ca", help="PEM roots to trust: call over TLS")
+    parser.add_argument("--tls-cert", help="PEM client certificate, for mutual TLS")
+    parser.add_argument("--tls-key", help="PEM key of --tls-cert")
+    parser.add_argument("--tls-server-name", help="the name to check in the server's certificate")
+    parser.add_argument("--token", help="bearer token, sent as `authorization: Bearer ...`")
+
+
 def _data_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     data = sub.add_parser("data", help="prepare a data set in a workspace")
     data.add_argument("dataset", choices=commands.DATASETS)
@@ -85,6 +94,9 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     serve.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
     serve.add_argument("--tls-client-ca", help="PEM roots: callers need a certificate (mTLS)")
+    serve.add_argument(
+        "--auth-tokens", help="file of bearer tokens, one per line; re-read on change"
+    )
     serve.set_defaults(run=commands.cmd_serve)
     rank = sub.add_parser("rank", help="rank candidates through a running server")
     rank.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
@@ -95,6 +107,7 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rank.add_argument("--query")
     rank.add_argument("--explain", action="store_true")
     rank.add_argument("--timeout", type=float, default=10.0, help="deadline in seconds")
+    _access(rank)
     rank.set_defaults(run=commands.cmd_rank)
     evaluate = sub.add_parser("eval", help="ranking quality through a running server")
     evaluate.add_argument("--dataset", choices=commands.DATASETS, required=True)
@@ -105,6 +118,7 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     evaluate.add_argument("--concurrency", type=int, default=8)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--out", help="JSON path (a PNG chart is written beside it)")
+    _access(evaluate)
     evaluate.set_defaults(run=commands.cmd_eval)
     _loadtest_parsers(sub)
     proto = sub.add_parser("proto", help="write the gRPC contract, for clients in other languages")
@@ -138,11 +152,7 @@ def _loadtest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     load.add_argument("--html", help="write a page with the summary and both charts here")
     load.add_argument("--png", help="write latency-over-time and histogram PNGs to this directory")
     load.add_argument("--quiet", action="store_true", help="no progress line each second")
-    load.add_argument("--tls-ca", help="PEM roots to trust: call over TLS")
-    load.add_argument("--tls-cert", help="PEM client certificate, for mutual TLS")
-    load.add_argument("--tls-key", help="PEM key of --tls-cert")
-    load.add_argument("--tls-server-name", help="the name to check in the server's certificate")
-    load.add_argument("--token", help="bearer token (a scenario's token_env keeps it off argv)")
+    _access(load)
     load.set_defaults(run=commands.cmd_loadtest)
     compare = sub.add_parser(
         COMPARE,
@@ -183,6 +193,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
         tls_cert=getattr(args, "tls_cert", None),
         tls_key=getattr(args, "tls_key", None),
         tls_client_ca=getattr(args, "tls_client_ca", None),
+        auth_tokens=getattr(args, "auth_tokens", None),
     )
 
 

@@ -12,10 +12,13 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from features.workspace import Workspace
 from server.config import Settings
+
+if TYPE_CHECKING:
+    from server.clients.channels import Access
 
 DATASETS = ("synthetic", "complete-journey", "movielens-1m")
 
@@ -196,7 +199,6 @@ def announce(settings: Settings, port: int) -> None:
 
 
 def cmd_rank(settings: Settings, args: argparse.Namespace) -> None:
-    import grpc
 
     from server.clients.client import print_ranking, rank
     from server.proto.shoprank.v1 import ranking_pb2 as pb
@@ -209,14 +211,15 @@ def cmd_rank(settings: Settings, args: argparse.Namespace) -> None:
         page_size=args.page_size,
         query=args.query or "",
     )
-    with grpc.insecure_channel(args.server) as channel:
-        print_ranking(rank(channel, request, args.timeout), args.explain, sys.stdout)
+    access = access_for(args)
+    with access.channel(args.server) as channel:
+        pages = rank(channel, request, args.timeout, access.metadata)
+        print_ranking(pages, args.explain, sys.stdout)
 
 
-def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> None:
-    from server.clients.loadtest.command import Outputs, loadtest
-    from server.clients.loadtest.generator import Load
-    from server.clients.loadtest.scenario import Tls
+def access_for(args: argparse.Namespace) -> Access:
+    """The --tls-* and --token flags of a client command."""
+    from server.clients.channels import Access, Tls
 
     tls = None
     if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
@@ -228,6 +231,14 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> None:
             key=args.tls_key or "",
             server_name=args.tls_server_name or "",
         )
+    return Access(tls, args.token or "")
+
+
+def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> None:
+    from server.clients.loadtest.command import Outputs, loadtest
+    from server.clients.loadtest.generator import Load
+
+    access = access_for(args)
 
     load = Load(
         concurrency=args.concurrency,
@@ -254,8 +265,8 @@ def cmd_loadtest(settings: Settings, args: argparse.Namespace) -> None:
         None if args.quiet else sys.stderr,
         candidates=args.candidates,
         top_k=args.top_k,
-        tls=tls,
-        token=args.token or "",
+        tls=access.tls,
+        token=access.token,
     )
 
 
@@ -284,7 +295,9 @@ def cmd_eval(settings: Settings, args: argparse.Namespace) -> None:
         )
     groups = served_eval.groups_for(workspace, args.negatives, args.seed, args.max_users)
     started = time.perf_counter()
-    rankings = asyncio.run(served_eval.rank_all(args.server, groups, args.concurrency))
+    rankings = asyncio.run(
+        served_eval.rank_all(args.server, groups, args.concurrency, access=access_for(args))
+    )
     table = served_eval.score_table(groups, rankings)
     say(f"{len(groups)} users ranked through {args.server} in {time.perf_counter() - started:.1f}s")
     say(served_eval.format_table(table))

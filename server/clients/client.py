@@ -16,11 +16,14 @@ FLAG_NAMES = {
 
 
 def rank(
-    channel: grpc.Channel, request: pb.RankRequest, timeout: float
+    channel: grpc.Channel,
+    request: pb.RankRequest,
+    timeout: float,
+    metadata: tuple[tuple[str, str], ...] = (),
 ) -> Iterator[pb.RankResponse]:
     """The pages of one Rank call, as they arrive."""
     stub = pb_grpc.RankerStub(channel)
-    yield from stub.Rank(request, timeout=timeout)
+    yield from stub.Rank(request, timeout=timeout, metadata=metadata or None)
 
 
 def format_item(item: pb.RankedItem, explain: bool) -> str:

@@ -16,12 +16,12 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-import grpc
 import numpy as np
 import pyarrow.parquet as pq
 
 from features.schema import POSITIVE_EVENTS
 from features.workspace import Workspace
+from server.clients.channels import Access
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
 from training.metrics import hit_rate, ndcg, ranked_relevance
@@ -77,20 +77,26 @@ def _touched(workspace: Workspace, users: set[str]) -> dict[str, set[str]]:
 
 
 async def rank_all(
-    target: str, groups: list[Group], concurrency: int = 8, timeout: float = 30.0
+    target: str,
+    groups: list[Group],
+    concurrency: int = 8,
+    timeout: float = 30.0,
+    access: Access | None = None,
 ) -> list[list[pb.RankedItem]]:
     """The full ranking (with parts) of every group, through the server."""
     results: list[list[pb.RankedItem]] = [[] for _ in groups]
     queue = iter(range(len(groups)))
-    async with grpc.aio.insecure_channel(target) as channel:
+    access = access or Access()
+    async with access.aio_channel(target) as channel:
         stub = pb_grpc.RankerStub(channel)
+        metadata = access.metadata or None
 
         async def worker() -> None:
             for g in queue:
                 request = pb.RankRequest(
                     user_id=groups[g].user, candidate_item_ids=groups[g].candidates, explain=True
                 )
-                async for page in stub.Rank(request, timeout=timeout):
+                async for page in stub.Rank(request, timeout=timeout, metadata=metadata):
                     results[g].extend(page.items)
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))

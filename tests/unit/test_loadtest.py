@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from server.clients.channels import Access
 from server.clients.loadtest import compare, record, report, scenario, summary
 from server.clients.loadtest.generator import Load, Target
 from server.clients.loadtest.scenario import Population, Scenario, ScenarioError, Weighted
@@ -41,9 +42,11 @@ def test_a_scenario_file_sets_what_it_names_and_defaults_the_rest(tmp_path: Path
         token_env="TOKEN",
         tls=scenario.Tls(ca="ca.pem", server_name="ranker.internal"),
     )
-    assert got.metadata({"TOKEN": "s3cret"}) == (("authorization", "Bearer s3cret"),)
+    assert got.token({"TOKEN": "s3cret"}) == "s3cret"
+    assert Access(token="s3cret").metadata == (("authorization", "Bearer s3cret"),)
+    assert Access().metadata == ()
     with pytest.raises(ScenarioError, match=r"^token_env: \$TOKEN is not set or empty$"):
-        got.metadata({})
+        got.token({})
     path.write_text('{"top_k": 3}')  # JSON is YAML
     assert scenario.load(path) == Scenario(top_k=3)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from features.workspace import Workspace
+from server.clients.channels import Access, Tls
 from server.clients.loadtest import compare as comparing
 from server.clients.loadtest import report, scenario, summary, workers
 from server.clients.loadtest.generator import Load, Target
@@ -32,7 +33,7 @@ def loadtest(
     progress: TextIO | None,
     candidates: int | None = None,
     top_k: int | None = None,
-    tls: scenario.Tls | None = None,
+    tls: Tls | None = None,
     token: str = "",
 ) -> dict[str, Any]:
     """Run the load, print the summary to `out`, write the outputs; the report.
@@ -46,8 +47,7 @@ def loadtest(
         plan = replace(plan, top_k=top_k)
     if tls is not None:
         plan = replace(plan, tls=tls)
-    metadata = (("authorization", f"Bearer {token}"),) if token else plan.metadata(dict(os.environ))
-    target = Target(address, plan.tls, metadata)
+    target = Target(address, Access(plan.tls, token or plan.token(dict(os.environ))))
     population = scenario.read_population(workspace.events_path, workspace.catalog_path)
     pools = [scenario.build_pool(plan, population, stream) for stream in range(worker_count)]
     started = report.now()

@@ -12,12 +12,13 @@ import asyncio
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
+from server.clients.channels import Access
 from server.clients.loadtest.record import Recording
-from server.clients.loadtest.scenario import Shot, Tls
+from server.clients.loadtest.scenario import Shot
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
 
 LAG_PROBE_SECONDS = 0.01
@@ -52,40 +53,11 @@ class Load:
 @dataclass(frozen=True)
 class Target:
     address: str
-    tls: Tls | None = None
-    metadata: tuple[tuple[str, str], ...] = ()
+    access: Access = field(default_factory=Access)
 
     def channel(self) -> grpc.aio.Channel:
         # A local subchannel pool gives each channel its own TCP connection.
-        options: list[tuple[str, str | int]] = [("grpc.use_local_subchannel_pool", 1)]
-        if self.tls is None:
-            return grpc.aio.insecure_channel(self.address, options=options)
-        credentials, names = credentials_for(self.tls)
-        return grpc.aio.secure_channel(self.address, credentials, options=options + names)
-
-
-def credentials_for(tls: Tls) -> tuple[grpc.ChannelCredentials, list[tuple[str, str | int]]]:
-    """The channel credentials a scenario's tls section asks for, and the options
-    that go with them."""
-    options: list[tuple[str, str | int]] = []
-    if tls.server_name:
-        options.append(("grpc.ssl_target_name_override", tls.server_name))
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=_read(tls.ca),
-        private_key=_read(tls.key),
-        certificate_chain=_read(tls.cert),
-    )
-    return credentials, options
-
-
-def _read(path: str) -> bytes | None:
-    if not path:
-        return None
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError as error:
-        raise ValueError(f"tls: cannot read {path}: {error.strerror}") from None
+        return self.access.aio_channel(self.address, [("grpc.use_local_subchannel_pool", 1)])
 
 
 async def drive(
@@ -104,7 +76,7 @@ async def drive(
     channels = [target.channel() for _ in range(load.connections)]
     try:
         stubs = [pb_grpc.RankerStub(channel) for channel in channels]
-        caller = _Caller(stubs, shots, target.metadata)
+        caller = _Caller(stubs, shots, target.access.metadata)
         warm = Recording()
         if load.warmup > 0:
             warm = await caller.phase(load, load.warmup, 0, start_offset, None)

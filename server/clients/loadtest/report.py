@@ -68,7 +68,7 @@ def build(
     return {
         "format": FORMAT,
         "target": target.address,
-        "tls": target.tls is not None,
+        "tls": target.access.tls is not None,
         "started_at": started.isoformat(),
         "load": {
             "mode": load.mode,

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from server.clients.channels import Tls
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 
 KINDS = ("rank", "retrieval", "search", "invalid")
@@ -29,14 +30,6 @@ class Weighted:
 
     value: float
     weight: float
-
-
-@dataclass(frozen=True)
-class Tls:
-    ca: str = ""  # PEM file of the roots to trust; "" = the system's
-    cert: str = ""  # client certificate, for mutual TLS
-    key: str = ""
-    server_name: str = ""  # overrides the name checked in the server's certificate
 
 
 @dataclass(frozen=True)
@@ -58,13 +51,14 @@ class Scenario:
     seed: int = 0
     pool: int = 2000  # requests built before the run, then cycled
 
-    def metadata(self, environ: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    def token(self, environ: dict[str, str]) -> str:
+        """The bearer token token_env names; "" when the scenario sends none."""
         if not self.token_env:
-            return ()
+            return ""
         token = environ.get(self.token_env, "")
         if not token:
             raise ScenarioError(f"token_env: ${self.token_env} is not set or empty")
-        return (("authorization", f"Bearer {token}"),)
+        return token
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
