@@ -8,6 +8,7 @@ import gc
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,6 +24,8 @@ from server.config import Settings
 from server.errors import FeatureStoreUnavailable, StartupError
 from server.metrics import Metrics, channelz_server_ids
 from server.model_runtime import OnnxRanker, check_wiring
+from server.model_swap import ModelSwap, Serving
+from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.batch import RankQuery
 from server.ranking.build import build_pipeline
 from server.ranking.pipeline import Pipeline
@@ -33,6 +36,7 @@ from server.sources.port import FeatureSource
 from server.transport.admission import Admission
 from server.transport.auth import BearerAuth, TokenFile
 from server.transport.handlers import SERVICE, add_to_server
+from server.transport.info import InfoServicer
 from server.transport.servicer import RankerServicer
 from server.transport.tls import server_credentials
 from training import registry
@@ -48,6 +52,7 @@ class Loaded:
     pipeline: Pipeline
     features: FeatureSource
     refresher: CacheRefresher | None = None
+    feature_service: str = ""  # the model's; "" for the heuristic
 
 
 @dataclass
@@ -57,12 +62,22 @@ class Running:
     health: health.aio.HealthServicer
     executor: ThreadPoolExecutor
     loaded: Loaded
+    servicer: RankerServicer
+    swap: ModelSwap | None = None
+    swap_task: asyncio.Task[None] | None = None
 
     @property
     def model_version(self) -> str:
         return self.loaded.pipeline.version
 
+    def serve(self, pipeline: Pipeline) -> None:
+        """Swap the pipeline in: one assignment, read once by each call."""
+        self.servicer.pipeline = pipeline
+        self.loaded.pipeline = pipeline
+
     async def stop(self, grace: float) -> None:
+        if self.swap_task is not None:
+            self.swap_task.cancel()
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.loaded.refresher is not None:
@@ -129,7 +144,8 @@ def load(settings: Settings) -> Loaded:
     embeddings = model is not None and model.info.embeddings
     features = CachedFeatures(feast, cache)
     pipeline = build_pipeline(features, model, version or "", embeddings)
-    return Loaded(pipeline, features, refresher)
+    service = model.info.feature_service if model is not None else ""
+    return Loaded(pipeline, features, refresher, service)
 
 
 # A call's objects die by reference count; at Python's default young-generation
@@ -175,7 +191,8 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
     )
     admission = Admission(settings, executor)
     servicer = RankerServicer(loaded.pipeline, loaded.features, admission, settings, metrics)
-    add_to_server(servicer, server)
+    running: Running | None = None
+    add_to_server(servicer, InfoServicer(lambda: describe(running, loaded)), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -204,7 +221,25 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
         await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
     if loaded.refresher is not None:
         loaded.refresher.start()
-    return Running(server, port, health_servicer, executor, loaded)
+    running = Running(server, port, health_servicer, executor, loaded, servicer)
+    if isinstance(loaded.features, CachedFeatures):
+        serving = Serving(loaded.pipeline.version, time.time(), loaded.feature_service)
+        running.swap = swap = ModelSwap(settings, loaded.features, serving, running.serve, metrics)
+        running.swap_task = asyncio.create_task(swap.run())
+    return running
+
+
+def describe(running: Running | None, loaded: Loaded) -> pb.ServingInfo:
+    """GetServingInfo's answer, from the parts that know it."""
+    info = pb.ServingInfo(model_version=loaded.pipeline.version)
+    if running is not None and running.swap is not None:
+        info.model_loaded_at = running.swap.serving.loaded_at
+        info.feature_service = running.swap.serving.feature_service
+    if isinstance(loaded.features, CachedFeatures):
+        info.cache_age_seconds = loaded.features.cache.age_seconds()
+        info.cached_items = len(loaded.features.cache)
+        info.last_materialization = loaded.features.feast.last_materialized()
+    return info
 
 
 def run(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:

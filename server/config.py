@@ -71,6 +71,8 @@ class Settings:
     item_cache_capacity: int = 1_000_000
     # How often the server asks the registry whether a materialization landed.
     cache_refresh_seconds: float = 5.0
+    # How often the server reads models/CURRENT for a promoted or rolled-back model.
+    model_poll_seconds: float = 2.0
     # TLS: PEM files of the server's certificate chain and key; empty = plaintext
     # (for loopback and a mesh that terminates TLS itself).
     tls_cert: str = ""
@@ -152,6 +154,8 @@ def validate(settings: Settings) -> Settings:
         if not 0 <= getattr(settings, name) <= 65535:
             raise ConfigError(f"{name} must be a port number, got {getattr(settings, name)}")
     _validate_stores(settings)
+    if settings.model_poll_seconds <= 0:
+        raise ConfigError(f"model_poll_seconds must be above 0, got {settings.model_poll_seconds}")
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls_cert and tls_key go together: give both, or neither")
     if settings.tls_client_ca and not settings.tls_cert:

@@ -45,6 +45,10 @@ class Metrics:
         )
         self.in_flight = Reading("shoprank_rank_in_flight", "Rank calls being served.")
         self.grpc_calls = GrpcCalls()
+        self.model = Info("shoprank_model", "The model version this server serves.", "version")
+        self.rejected_models = Counts(
+            "shoprank_model_rejected", "Model versions refused by a hot swap.", "version"
+        )
         self.denied = Counts(
             "shoprank_auth_denied", "Calls refused UNAUTHENTICATED, by method.", "method"
         )
@@ -55,6 +59,8 @@ class Metrics:
             self.in_flight,
             self.grpc_calls,
             self.denied,
+            self.model,
+            self.rejected_models,
         ):
             self.registry.register(collector)
 
@@ -139,6 +145,25 @@ class Reading:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(self._name, self._help, value=self._read())
+
+
+class Info:
+    """One labelled value, 1, as Prometheus info metrics are: which version serves."""
+
+    def __init__(self, name: str, help: str, label: str) -> None:
+        self._name = name
+        self._help = help
+        self._label = label
+        self._value = ""
+
+    def show(self, value: str) -> None:
+        self._value = value
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(f"{self._name}_info", self._help, labels=[self._label])
+        if self._value:
+            family.add_metric([self._value], 1.0)
+        yield family
 
 
 class GrpcCalls:

@@ -3,6 +3,7 @@
     models/0001/ranker.onnx   the ranker, weights embedded
     models/0001/ranker.json   ordered inputs, FeatureService, versions, metrics, data hash
     models/CURRENT            the version the server serves
+    models/HISTORY            the versions made current, oldest first: rollback pops it
 
 A version directory appears by one rename of a complete staging directory,
 and CURRENT is replaced atomically, so a reader never sees half a model.
@@ -20,6 +21,7 @@ from typing import Any
 MODEL_FILE = "ranker.onnx"
 METADATA_FILE = "ranker.json"
 CURRENT_FILE = "CURRENT"
+HISTORY_FILE = "HISTORY"
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,48 @@ def current_version(models_dir: Path) -> str | None:
 
 
 def set_current(models_dir: Path, version: str) -> None:
+    """Make `version` current, and remember it in the history (a promotion)."""
     if not (models_dir / version / METADATA_FILE).exists():
         raise FileNotFoundError(f"no model version {version!r} in {models_dir}")
-    tmp = models_dir / f".{CURRENT_FILE}.tmp"
-    tmp.write_text(version + "\n")
-    os.replace(tmp, models_dir / CURRENT_FILE)
+    history = _history(models_dir)
+    if history[-1:] != [version]:
+        _write(models_dir, HISTORY_FILE, "".join(f"{v}\n" for v in [*history, version]))
+    _write(models_dir, CURRENT_FILE, version + "\n")
+
+
+def promote(models_dir: Path, version: str) -> None:
+    """`shoprank models promote VERSION`: serve an existing version."""
+    set_current(models_dir, version)
+
+
+def rollback(models_dir: Path) -> str:
+    """`shoprank models rollback`: back to the version current before this one;
+    each rollback goes one further back. Returns the version now current."""
+    history = _history(models_dir)
+    if len(history) < 2:
+        raise ValueError(f"no earlier version to roll back to in {models_dir}")
+    history.pop()
+    version = history[-1]
+    if not (models_dir / version / METADATA_FILE).exists():
+        raise FileNotFoundError(f"version {version} in the history is gone from {models_dir}")
+    _write(models_dir, HISTORY_FILE, "".join(f"{v}\n" for v in history))
+    _write(models_dir, CURRENT_FILE, version + "\n")
+    return version
+
+
+def _history(models_dir: Path) -> list[str]:
+    marker = models_dir / HISTORY_FILE
+    if marker.exists():
+        return [line.strip() for line in marker.read_text().splitlines() if line.strip()]
+    current = current_version(models_dir)  # a registry from before the history
+    return [current] if current else []
+
+
+def _write(models_dir: Path, name: str, text: str) -> None:
+    """Replace a marker file atomically: a reader sees the old or the new, whole."""
+    tmp = models_dir / f".{name}.tmp"
+    tmp.write_text(text)
+    os.replace(tmp, models_dir / name)
 
 
 def load(models_dir: Path, version: str) -> ModelVersion:

@@ -105,9 +105,20 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def cmd_models(settings: Settings, args: argparse.Namespace) -> None:
+    from training import registry
     from training.registry import versions
 
     workspace = settings.workspace
+    if args.action == "promote":
+        if not args.version:
+            raise ValueError("models promote needs a VERSION; `shoprank models list` shows them")
+        registry.promote(workspace.models_dir, args.version)
+        say(f"{args.version} is current; servers swap it in within their model poll interval")
+        return
+    if args.action == "rollback":
+        version = registry.rollback(workspace.models_dir)
+        say(f"rolled back: {version} is current")
+        return
     found = versions(workspace.models_dir)
     if not found:
         say(f"no models in {workspace.models_dir}; run `shoprank train`")

@@ -96,6 +96,16 @@ class FeastFeatures:
             for feature in projection.features
         }
 
+    def last_materialized(self) -> float:
+        """The end of the newest materialization interval, Unix seconds; 0 if none.
+        From the views as last read (the cache refresher re-reads them)."""
+        ends = [
+            view.materialization_intervals[-1][1].timestamp()
+            for view in self._views.values()
+            if view.materialization_intervals
+        ]
+        return max(ends, default=0.0)
+
     def materialization_token(self) -> str:
         """Changes whenever any view is materialized, as the registry records it."""
         self.store.refresh_registry()

@@ -5,12 +5,15 @@ from __future__ import annotations
 import grpc
 
 from server.proto.shoprank.v1 import ranking_pb2 as pb
+from server.transport.info import InfoServicer
 from server.transport.servicer import RankerServicer
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Ranker"].full_name
 
 
-def add_to_server(servicer: RankerServicer, server: grpc.aio.Server) -> None:
+def add_to_server(
+    servicer: RankerServicer, info: InfoServicer, server: grpc.aio.Server
+) -> None:
     """As the generated add_RankerServicer_to_server, with two differences.
 
     Pages are serialised already (server.transport.pages.to_pages): they pass through as bytes.
@@ -29,7 +32,12 @@ def add_to_server(servicer: RankerServicer, server: grpc.aio.Server) -> None:
             servicer.Rank,
             request_deserializer=pb.RankRequest.FromString,
             response_serializer=None,  # bytes as they are
-        )
+        ),
+        "GetServingInfo": grpc.unary_unary_rpc_method_handler(
+            info.GetServingInfo,
+            request_deserializer=pb.GetServingInfoRequest.FromString,
+            response_serializer=pb.ServingInfo.SerializeToString,
+        ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     server.add_registered_method_handlers(SERVICE, handlers)

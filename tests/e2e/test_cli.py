@@ -151,3 +151,34 @@ def test_proto_writes_a_contract_that_compiles(
     )
     assert compiled == 0
     assert (tmp_path / "out" / "shoprank" / "v1" / "ranking_pb2.py").exists()
+
+
+def test_models_promote_and_rollback_say_what_is_current(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from training import registry
+
+    models = tmp_path / "home" / "models"
+    for name in ("a", "b"):
+        staging = tmp_path / name
+        staging.mkdir()
+        (staging / registry.METADATA_FILE).write_text(json.dumps({"metrics": {}}))
+        registry.publish(models, staging, make_current=name == "a")
+    home = ["--home", str(tmp_path / "home")]
+    assert main(["models", "promote", "0002", *home]) == 0
+    assert main(["models", "rollback", *home]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [
+        "0002 is current; servers swap it in within their model poll interval",
+        "rolled back: 0001 is current",
+    ]
+    assert main(["models", "rollback", *home]) == 1
+    assert main(["models", "promote", *home]) == 1
+    assert main(["models", "promote", "0009", *home]) == 1
+    assert capsys.readouterr().err.splitlines() == [
+        f"shoprank models: no earlier version to roll back to in {models}",
+        "shoprank models: models promote needs a VERSION; `shoprank models list` shows them",
+        f"shoprank models: no model version '0009' in {models}",
+    ]

@@ -43,3 +43,27 @@ def test_set_current_refuses_a_missing_version(tmp_path: Path) -> None:
 def test_an_empty_registry_has_no_versions(tmp_path: Path) -> None:
     assert registry.versions(tmp_path / "none") == []
     assert registry.current_version(tmp_path / "none") is None
+
+
+def test_promote_pushes_the_history_and_rollback_pops_it(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    for name in "abc":
+        registry.publish(models, _staging(tmp_path, name), make_current=name == "a")
+    registry.promote(models, "0003")
+    registry.promote(models, "0003")  # promoting what is current adds nothing
+    registry.promote(models, "0002")
+    assert (models / registry.HISTORY_FILE).read_text() == "0001\n0003\n0002\n"
+    assert registry.rollback(models) == "0003"
+    assert registry.current_version(models) == "0003"
+    assert registry.rollback(models) == "0001"
+    with pytest.raises(ValueError, match="no earlier version to roll back to"):
+        registry.rollback(models)
+    assert registry.current_version(models) == "0001"
+
+
+def test_a_registry_from_before_the_history_starts_it_at_its_current(tmp_path: Path) -> None:
+    models = tmp_path / "models"
+    registry.publish(models, _staging(tmp_path, "a"))
+    (models / registry.HISTORY_FILE).unlink()
+    registry.publish(models, _staging(tmp_path, "b"))
+    assert (models / registry.HISTORY_FILE).read_text() == "0001\n0002\n"

@@ -7,6 +7,26 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class GetServingInfoRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ServingInfo(_message.Message):
+    __slots__ = ("model_version", "model_loaded_at", "feature_service", "cache_age_seconds", "last_materialization", "cached_items")
+    MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    MODEL_LOADED_AT_FIELD_NUMBER: _ClassVar[int]
+    FEATURE_SERVICE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_MATERIALIZATION_FIELD_NUMBER: _ClassVar[int]
+    CACHED_ITEMS_FIELD_NUMBER: _ClassVar[int]
+    model_version: str
+    model_loaded_at: float
+    feature_service: str
+    cache_age_seconds: float
+    last_materialization: float
+    cached_items: int
+    def __init__(self, model_version: _Optional[str] = ..., model_loaded_at: _Optional[float] = ..., feature_service: _Optional[str] = ..., cache_age_seconds: _Optional[float] = ..., last_materialization: _Optional[float] = ..., cached_items: _Optional[int] = ...) -> None: ...
+
 class RankRequest(_message.Message):
     __slots__ = ("user_id", "candidate_item_ids", "top_k", "query", "explain", "page_size")
     USER_ID_FIELD_NUMBER: _ClassVar[int]

@@ -40,6 +40,11 @@ class RankerStub:
                 request_serializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.RankRequest.SerializeToString,
                 response_deserializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.RankResponse.FromString,
                 _registered_method=True)
+        self.GetServingInfo = channel.unary_unary(
+                '/shoprank.v1.Ranker/GetServingInfo',
+                request_serializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.GetServingInfoRequest.SerializeToString,
+                response_deserializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.ServingInfo.FromString,
+                _registered_method=True)
 
 
 class RankerServicer:
@@ -62,6 +67,15 @@ class RankerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetServingInfo(self, request, context):
+        """What this server serves: the model, its FeatureService and how fresh its
+        features are. For operators and deploy checks; a server with a token file
+        asks for a token here too.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RankerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -69,6 +83,11 @@ def add_RankerServicer_to_server(servicer, server):
                     servicer.Rank,
                     request_deserializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.RankRequest.FromString,
                     response_serializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.RankResponse.SerializeToString,
+            ),
+            'GetServingInfo': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetServingInfo,
+                    request_deserializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.GetServingInfoRequest.FromString,
+                    response_serializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.ServingInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -99,6 +118,33 @@ class Ranker:
             '/shoprank.v1.Ranker/Rank',
             server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.RankRequest.SerializeToString,
             server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.RankResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetServingInfo(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoprank.v1.Ranker/GetServingInfo',
+            server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.GetServingInfoRequest.SerializeToString,
+            server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.ServingInfo.FromString,
             options,
             channel_credentials,
             insecure,
