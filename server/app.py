@@ -223,6 +223,11 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
         loaded.refresher.start()
     running = Running(server, port, health_servicer, executor, loaded, servicer)
     if isinstance(loaded.features, CachedFeatures):
+        cache = loaded.features.cache
+        metrics.cache_hits.read_from(lambda: cache.requested - cache.misses)
+        metrics.cache_misses.read_from(lambda: cache.misses)
+        metrics.cache_items.read_from(lambda: len(cache))
+        metrics.cache_age.read_from(cache.age_seconds)
         serving = Serving(loaded.pipeline.version, time.time(), loaded.feature_service)
         running.swap = swap = ModelSwap(settings, loaded.features, serving, running.serve, metrics)
         running.swap_task = asyncio.create_task(swap.run())

@@ -73,6 +73,9 @@ class Settings:
     cache_refresh_seconds: float = 5.0
     # How often the server reads models/CURRENT for a promoted or rolled-back model.
     model_poll_seconds: float = 2.0
+    # Logs: text, or json (one object a line, and a line per Rank call with its
+    # request id, taken from x-request-id metadata or made, and echoed back).
+    log_format: str = "text"
     # TLS: PEM files of the server's certificate chain and key; empty = plaintext
     # (for loopback and a mesh that terminates TLS itself).
     tls_cert: str = ""
@@ -154,6 +157,8 @@ def validate(settings: Settings) -> Settings:
         if not 0 <= getattr(settings, name) <= 65535:
             raise ConfigError(f"{name} must be a port number, got {getattr(settings, name)}")
     _validate_stores(settings)
+    if settings.log_format not in ("text", "json"):
+        raise ConfigError(f"log_format must be text or json, got {settings.log_format!r}")
     if settings.model_poll_seconds <= 0:
         raise ConfigError(f"model_poll_seconds must be above 0, got {settings.model_poll_seconds}")
     if bool(settings.tls_cert) != bool(settings.tls_key):

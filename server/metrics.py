@@ -25,6 +25,8 @@ from prometheus_client.utils import floatToGoString
 # Sub-millisecond buckets: the model and serialisation stages take microseconds.
 BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 CANDIDATE_BUCKETS = (1, 10, 50, 100, 250, 500, 1000, 2500, 5000)
+# A minute to a month: streamed features are seconds old, batch ones hours to days.
+AGE_BUCKETS = (60.0, 600.0, 3600.0, 6 * 3600.0, 86400.0, 3 * 86400.0, 7 * 86400.0, 30 * 86400.0)
 
 
 class Metrics:
@@ -44,6 +46,27 @@ class Metrics:
             "shoprank_rank_candidates", "Candidates per Rank call.", CANDIDATE_BUCKETS
         )
         self.in_flight = Reading("shoprank_rank_in_flight", "Rank calls being served.")
+        self.shed = ReadCounter(
+            "shoprank_rank_shed", "Rank calls shed (RESOURCE_EXHAUSTED) at the in-flight limit."
+        )
+        self.cache_hits = ReadCounter(
+            "shoprank_item_cache_hits", "Item lookups the in-memory cache answered."
+        )
+        self.cache_misses = ReadCounter(
+            "shoprank_item_cache_misses", "Item lookups read from the online store instead."
+        )
+        self.cache_items = Reading("shoprank_item_cache_items", "Items held in the cache.")
+        self.cache_age = Reading(
+            "shoprank_item_cache_age_seconds",
+            "Seconds since the item cache was filled from the online store: the age of "
+            "every item feature served.",
+        )
+        self.user_age = Histograms(
+            "shoprank_user_feature_age_seconds",
+            "Age of the user features served: the request time minus the row's event time "
+            "(known users only).",
+            AGE_BUCKETS,
+        )
         self.grpc_calls = GrpcCalls()
         self.model = Info("shoprank_model", "The model version this server serves.", "version")
         self.rejected_models = Counts(
@@ -57,6 +80,12 @@ class Metrics:
             self.stage_seconds,
             self.candidates,
             self.in_flight,
+            self.shed,
+            self.cache_hits,
+            self.cache_misses,
+            self.cache_items,
+            self.cache_age,
+            self.user_age,
             self.grpc_calls,
             self.denied,
             self.model,
@@ -145,6 +174,21 @@ class Reading:
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(self._name, self._help, value=self._read())
+
+
+class ReadCounter:
+    """A counter its owner keeps as a plain integer, read at scrape time."""
+
+    def __init__(self, name: str, help: str) -> None:
+        self._name = name
+        self._help = help
+        self._read: Callable[[], float] = lambda: 0.0
+
+    def read_from(self, read: Callable[[], float]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        yield CounterMetricFamily(self._name, self._help, value=self._read())
 
 
 class Info:

@@ -33,10 +33,10 @@ def free_port(host: str) -> int:
 
 
 def _child(settings: Settings, ready: Connection) -> None:
+    from server import logs
     from server.app import run
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    logging.getLogger("feast").setLevel(logging.WARNING)
+    logs.configure(settings.log_format)
     try:
         run(settings, on_ready=lambda port: ready.send(("ready", port)))
     except Exception as error:

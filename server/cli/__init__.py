@@ -92,6 +92,7 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     serve.add_argument("--port", type=int)
     serve.add_argument("--metrics-port", type=int, help="Prometheus metrics on this port")
     serve.add_argument("--processes", type=int, help="server processes; 0 = one per core")
+    serve.add_argument("--log-format", choices=("text", "json"), help="json: a line per call")
     serve.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
     serve.add_argument("--tls-client-ca", help="PEM roots: callers need a certificate (mTLS)")
@@ -195,6 +196,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
         tls_key=getattr(args, "tls_key", None),
         tls_client_ca=getattr(args, "tls_client_ca", None),
         auth_tokens=getattr(args, "auth_tokens", None),
+        log_format=getattr(args, "log_format", None),
     )
 
 

@@ -176,14 +176,11 @@ def write_example(workspace: Workspace) -> None:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> None:
-    import logging
-
+    from server import logs
     from server.app import run
     from server.processes import serve_processes
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
-    # Feast logs each registry refresh at INFO; only its warnings concern an operator.
-    logging.getLogger("feast").setLevel(logging.WARNING)
+    logs.configure(settings.log_format)
     processes = settings.processes or os.cpu_count() or 1
     if processes == 1:
         run(settings, on_ready=lambda port: announce(settings, port))

@@ -174,6 +174,7 @@ class ItemFeatureCache:
         self._table = ItemTable(capacity)
         self._ticks = itertools.count(1)
         self.loaded_at = 0.0
+        self.requested = 0  # item ids asked for through rows(); hits = requested - misses
         self.misses = 0
 
     def build(self, item_ids: Sequence[str]) -> ItemTable:
@@ -210,6 +211,7 @@ class ItemFeatureCache:
         if len(item_ids) > self.capacity:  # cannot hold them all at once: bypass
             return self._reader(item_ids)
         with self._lock:
+            self.requested += len(item_ids)
             found = self._table.lookup_all(item_ids)
             if found is not None:
                 return self._table.gather(found, next(self._ticks))

@@ -23,6 +23,7 @@ class Admission:
         self._inline_max = settings.inline_max_candidates
         self._executor = executor
         self.in_flight = 0
+        self.shed = 0  # calls refused for the in-flight limit
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -30,6 +31,7 @@ class Admission:
         self.in_flight += 1
         try:
             if self.in_flight > self._limit:
+                self.shed += 1
                 raise Overloaded(
                     f"server is at its limit of {self._limit} concurrent rankings; "
                     "retry with backoff"

@@ -6,14 +6,13 @@ import grpc
 
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.transport.info import InfoServicer
+from server.transport.requests import parse
 from server.transport.servicer import RankerServicer
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Ranker"].full_name
 
 
-def add_to_server(
-    servicer: RankerServicer, info: InfoServicer, server: grpc.aio.Server
-) -> None:
+def add_to_server(servicer: RankerServicer, info: InfoServicer, server: grpc.aio.Server) -> None:
     """As the generated add_RankerServicer_to_server, with two differences.
 
     Pages are serialised already (server.transport.pages.to_pages): they pass through as bytes.
@@ -30,12 +29,12 @@ def add_to_server(
     handlers = {
         "Rank": grpc.unary_unary_rpc_method_handler(
             servicer.Rank,
-            request_deserializer=pb.RankRequest.FromString,
+            request_deserializer=parse,  # malformed bytes reach Rank, for INVALID_ARGUMENT
             response_serializer=None,  # bytes as they are
         ),
         "GetServingInfo": grpc.unary_unary_rpc_method_handler(
             info.GetServingInfo,
-            request_deserializer=pb.GetServingInfoRequest.FromString,
+            request_deserializer=lambda _: pb.GetServingInfoRequest(),  # it has no fields
             response_serializer=pb.ServingInfo.SerializeToString,
         ),
     }

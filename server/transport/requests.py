@@ -2,10 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError
+
 from server.config import Settings
 from server.errors import InvalidRequest
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.batch import RankQuery
+
+
+@dataclass(frozen=True)
+class Malformed:
+    """Bytes that are no RankRequest: kept so the servicer can answer
+    INVALID_ARGUMENT, where a failing deserializer would make gRPC say UNKNOWN."""
+
+    reason: str
+
+
+def parse(data: bytes) -> pb.RankRequest | Malformed:
+    try:
+        return pb.RankRequest.FromString(data)
+    except DecodeError as error:
+        return Malformed(str(error))
+
+
+def well_formed(request: pb.RankRequest | Malformed) -> pb.RankRequest:
+    if isinstance(request, Malformed):
+        raise InvalidRequest(f"the request is not a shoprank.v1.RankRequest: {request.reason}")
+    return request
 
 
 def to_query(request: pb.RankRequest, settings: Settings) -> RankQuery:

@@ -14,8 +14,9 @@ from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.pipeline import Pipeline
 from server.sources.port import FeatureSource
 from server.transport.admission import Admission, cancelled_code, check_deadline
+from server.transport.call_log import REQUEST_ID, log_call, request_id
 from server.transport.pages import write_pages
-from server.transport.requests import to_query
+from server.transport.requests import Malformed, to_query, well_formed
 from server.transport.status import status_for
 
 
@@ -34,19 +35,27 @@ class RankerServicer:
         self._settings = settings
         self._metrics = metrics
         metrics.in_flight.read_from(lambda: admission.in_flight)
+        metrics.shed.read_from(lambda: admission.shed)
+        self._log_calls = settings.log_format == "json"
 
     async def Rank(  # returns the last serialised page: see server.transport.handlers
-        self, request: pb.RankRequest, context: grpc.aio.ServicerContext
+        self, received: pb.RankRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> bytes:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
+        call_id = request_id(context, make=self._log_calls)
+        if call_id:
+            context.set_trailing_metadata(((REQUEST_ID, call_id),))
         try:
             with self._admission.slot():
+                request = well_formed(received)
                 query = to_query(request, self._settings)
                 self._metrics.candidates.observe(len(request.candidate_item_ids))
                 check_deadline(context, "before ranking started")
                 user = await self._features.user(query.user_id)  # I/O, before the stages
                 read = time.perf_counter()
+                if user.known:
+                    self._metrics.user_age.observe(time.time() - user.timestamp)
                 pipeline = self.pipeline
                 ranking = await self._admission.run(
                     len(query.candidates), pipeline.run, query, user
@@ -74,3 +83,5 @@ class RankerServicer:
             raise AssertionError("context.abort returns only by raising") from error
         finally:
             self._metrics.count(code.name)
+            if self._log_calls:
+                log_call(call_id, received, code, time.perf_counter() - started, self.pipeline)

@@ -95,3 +95,9 @@ def test_tls_takes_a_certificate_and_its_key_and_mtls_needs_tls() -> None:
         from_env({"SHOPRANK_TLS_CLIENT_CA": "ca.pem"})
     both = from_env({"SHOPRANK_TLS_CERT": "s.pem", "SHOPRANK_TLS_KEY": "s.key"})
     assert (both.tls_cert, both.tls_key, both.tls_client_ca) == ("s.pem", "s.key", "")
+
+
+def test_the_log_format_is_text_or_json() -> None:
+    assert from_env({"SHOPRANK_LOG_FORMAT": "json"}).log_format == "json"
+    with pytest.raises(ConfigError, match="log_format must be text or json, got 'xml'"):
+        from_env({"SHOPRANK_LOG_FORMAT": "xml"})
