@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import pyarrow.parquet as pq
@@ -39,6 +40,7 @@ from server.transport.handlers import SERVICE, add_to_server
 from server.transport.info import InfoServicer
 from server.transport.servicer import RankerServicer
 from server.transport.tls import server_credentials
+from server.transport.tracing import tracer_for
 from training import registry
 
 log = logging.getLogger(__name__)
@@ -169,8 +171,11 @@ async def warm_up(loaded: Loaded) -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, older, oldest)
 
 
-async def create_server(settings: Settings, loaded: Loaded | None = None) -> Running:
-    """Start serving on settings.host:settings.port (0 picks a free port)."""
+async def create_server(
+    settings: Settings, loaded: Loaded | None = None, tracer: Any = None
+) -> Running:
+    """Start serving on settings.host:settings.port (0 picks a free port). `tracer`
+    (OpenTelemetry) overrides the one settings.otlp_endpoint would make."""
     loaded = loaded or load(settings)
     metrics = Metrics()
     executor = ThreadPoolExecutor(settings.workers, thread_name_prefix="rank")
@@ -190,7 +195,10 @@ async def create_server(settings: Settings, loaded: Loaded | None = None) -> Run
         ],
     )
     admission = Admission(settings, executor)
-    servicer = RankerServicer(loaded.pipeline, loaded.features, admission, settings, metrics)
+    tracer = tracer or tracer_for(settings.otlp_endpoint, "shoprank")
+    servicer = RankerServicer(
+        loaded.pipeline, loaded.features, admission, settings, metrics, tracer
+    )
     running: Running | None = None
     add_to_server(servicer, InfoServicer(lambda: describe(running, loaded)), server)
     health_servicer = health.aio.HealthServicer()

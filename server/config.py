@@ -73,6 +73,9 @@ class Settings:
     cache_refresh_seconds: float = 5.0
     # How often the server reads models/CURRENT for a promoted or rolled-back model.
     model_poll_seconds: float = 2.0
+    # OpenTelemetry traces go here when set: the standard OTEL_EXPORTER_OTLP_ENDPOINT,
+    # read as it is (the OTLP exporter reads the other OTEL_* variables itself).
+    otlp_endpoint: str = ""
     # Logs: text, or json (one object a line, and a line per Rank call with its
     # request id, taken from x-request-id metadata or made, and echoed back).
     log_format: str = "text"
@@ -127,6 +130,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> Settings:
             known = ", ".join(ENV_PREFIX + k.upper() for k in kinds)
             raise ConfigError(f"unknown setting {key}; known: {known}")
         values[name] = _coerce(name, raw, kinds[name])
+    if environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        values["otlp_endpoint"] = environ["OTEL_EXPORTER_OTLP_ENDPOINT"]
     return validate(Settings(**values))
 
 

@@ -39,9 +39,12 @@ def build_workspace(home: Path, spec: SyntheticSpec = SMALL, train: bool = True)
 class ServerThread:
     """A grpc.aio server on its own event loop in a background thread."""
 
-    def __init__(self, settings: Settings, loaded: Loaded | None = None) -> None:
+    def __init__(
+        self, settings: Settings, loaded: Loaded | None = None, tracer: object = None
+    ) -> None:
         self.settings = settings
         self._loaded = loaded
+        self._tracer = tracer
         self._loop = uvloop.new_event_loop()  # the loop `shoprank serve` runs on
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.running: Running | None = None
@@ -49,7 +52,7 @@ class ServerThread:
     def start(self) -> int:
         self._thread.start()
         future = asyncio.run_coroutine_threadsafe(
-            create_server(self.settings, self._loaded), self._loop
+            create_server(self.settings, self._loaded, self._tracer), self._loop
         )
         self.running = future.result(timeout=60)
         return self.running.port

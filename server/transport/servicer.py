@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import grpc
 
@@ -18,6 +19,7 @@ from server.transport.call_log import REQUEST_ID, log_call, request_id
 from server.transport.pages import write_pages
 from server.transport.requests import Malformed, to_query, well_formed
 from server.transport.status import status_for
+from server.transport.tracing import record_call
 
 
 class RankerServicer:
@@ -28,8 +30,10 @@ class RankerServicer:
         admission: Admission,
         settings: Settings,
         metrics: Metrics,
+        tracer: Any = None,  # an OpenTelemetry tracer; None = no tracing
     ) -> None:
         self.pipeline = pipeline
+        self._tracer = tracer
         self._features = features
         self._admission = admission
         self._settings = settings
@@ -42,6 +46,8 @@ class RankerServicer:
         self, received: pb.RankRequest | Malformed, context: grpc.aio.ServicerContext
     ) -> bytes:
         started = time.perf_counter()
+        started_ns = time.time_ns() if self._tracer is not None else 0
+        timings: dict[str, float] = {}
         code = grpc.StatusCode.OK
         call_id = request_id(context, make=self._log_calls)
         if call_id:
@@ -72,6 +78,7 @@ class RankerServicer:
                     total=time.perf_counter() - started,
                 )
                 self._metrics.observe_stages(ranking.timings)
+                timings = ranking.timings
                 return last
         except (asyncio.CancelledError, CallEnded) as ended:
             # The call is over (its deadline passed, or the peer left): nothing to send.
@@ -85,3 +92,7 @@ class RankerServicer:
             self._metrics.count(code.name)
             if self._log_calls:
                 log_call(call_id, received, code, time.perf_counter() - started, self.pipeline)
+            if self._tracer is not None:
+                record_call(
+                    self._tracer, context, started_ns, timings, code, received, self.pipeline
+                )
