@@ -176,16 +176,8 @@ class Reading:
         yield GaugeMetricFamily(self._name, self._help, value=self._read())
 
 
-class ReadCounter:
+class ReadCounter(Reading):
     """A counter its owner keeps as a plain integer, read at scrape time."""
-
-    def __init__(self, name: str, help: str) -> None:
-        self._name = name
-        self._help = help
-        self._read: Callable[[], float] = lambda: 0.0
-
-    def read_from(self, read: Callable[[], float]) -> None:
-        self._read = read
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         yield CounterMetricFamily(self._name, self._help, value=self._read())

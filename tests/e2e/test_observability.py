@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 import urllib.request
 from collections import Counter
 from collections.abc import Iterator
@@ -64,6 +65,11 @@ def rank(channel: grpc.Channel, **fields: object) -> tuple[str, dict[str, str]]:
     return code, dict(call.trailing_metadata() or ())
 
 
+def call_lines(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    records = [r for r in caplog.records if r.name == REQUESTS]
+    return [json.loads(JsonFormatter().format(r)) for r in records]
+
+
 def test_the_request_id_is_echoed_and_every_call_has_a_json_line(
     observed: Observed, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -74,7 +80,11 @@ def test_the_request_id_is_echoed_and_every_call_has_a_json_line(
         assert code == "INVALID_ARGUMENT"
         made = trailing["x-request-id"]
         assert len(made) == 32 and int(made, 16) >= 0  # made by the server when none is sent
-    lines = [json.loads(JsonFormatter().format(r)) for r in caplog.records if r.name == REQUESTS]
+        # A failed call's line is written once its status is sent: it may trail the client.
+        deadline = time.monotonic() + 10
+        while len(call_lines(caplog)) < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    lines = call_lines(caplog)
     assert [(line["request_id"], line["code"]) for line in lines] == [
         ("req-42", "OK"),
         (made, "INVALID_ARGUMENT"),
