@@ -52,6 +52,7 @@ bench: venv
 	$(BIN)/python bench/serve.py
 	$(BIN)/python bench/materialize.py
 	$(BIN)/python bench/cache_memory.py
+	$(BIN)/python bench/soak.py
 
 clean:
 	rm -rf $(HOME_DIR) .pytest_cache .mypy_cache .ruff_cache
