@@ -93,6 +93,7 @@ class RankerServicer:
             if self._log_calls:
                 log_call(call_id, received, code, time.perf_counter() - started, self.pipeline)
             if self._tracer is not None:
-                record_call(
-                    self._tracer, context, started_ns, timings, code, received, self.pipeline
-                )
+                # On the loop's next turn, once the response is on its way: a call waits for none
+                # of the tracing work (server/transport/tracing.py).
+                call = (context, started_ns, timings, code, received, self.pipeline)
+                asyncio.get_running_loop().call_soon(record_call, self._tracer, *call)
