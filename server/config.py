@@ -21,6 +21,7 @@ from typing import Any
 from features.workspace import ONLINE_STORES, Stores, Workspace
 
 ENV_PREFIX = "SHOPRANK_"
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -162,7 +163,7 @@ def validate(settings: Settings) -> Settings:
         if not 0 <= getattr(settings, name) <= 65535:
             raise ConfigError(f"{name} must be a port number, got {getattr(settings, name)}")
     _validate_stores(settings)
-    if settings.log_format not in ("text", "json"):
+    if settings.log_format not in LOG_FORMATS:
         raise ConfigError(f"log_format must be text or json, got {settings.log_format!r}")
     if settings.model_poll_seconds <= 0:
         raise ConfigError(f"model_poll_seconds must be above 0, got {settings.model_poll_seconds}")

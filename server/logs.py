@@ -7,7 +7,6 @@ import json
 import logging
 from typing import Any
 
-FORMATS = ("text", "json")
 TEXT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # The logger of the per-call lines; in text mode it stays quiet.
 REQUESTS = "shoprank.requests"

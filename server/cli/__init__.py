@@ -12,7 +12,7 @@ from pathlib import Path
 from features.errors import DataSourceError
 from server.cli import commands
 from server.cli.commands import Regression
-from server.config import ConfigError, Settings, from_env, with_overrides
+from server.config import LOG_FORMATS, ConfigError, Settings, from_env, with_overrides
 from server.errors import StartupError
 
 EXIT_FAILURE = 1
@@ -92,7 +92,7 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     serve.add_argument("--port", type=int)
     serve.add_argument("--metrics-port", type=int, help="Prometheus metrics on this port")
     serve.add_argument("--processes", type=int, help="server processes; 0 = one per core")
-    serve.add_argument("--log-format", choices=("text", "json"), help="json: a line per call")
+    serve.add_argument("--log-format", choices=LOG_FORMATS, help="json: a line per call")
     serve.add_argument("--tls-cert", help="PEM certificate chain: serve TLS")
     serve.add_argument("--tls-key", help="PEM private key of --tls-cert")
     serve.add_argument("--tls-client-ca", help="PEM roots: callers need a certificate (mTLS)")
