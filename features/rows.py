@@ -19,6 +19,12 @@ class UserRow:
     # float32 [E] learned embedding; None when not served, zeros when the user has none.
     embedding: np.ndarray | None = None
 
+    @classmethod
+    def unknown(cls, embeddings: bool) -> UserRow:
+        """The row of a user the store has nothing for (embeddings: whether they are served)."""
+        empty = np.zeros(0, np.float32)
+        return cls(empty, 0.0, 0.0, False, 0.0, empty if embeddings else None)
+
 
 @dataclass(frozen=True)
 class ItemRows:

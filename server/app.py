@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from features.rows import UserRow
 from features.workspace import Workspace
 from server.config import Settings
 from server.errors import FeatureStoreUnavailable, StartupError
@@ -34,6 +35,7 @@ from server.sources.cache_refresh import CachedFeatures, CacheRefresher
 from server.sources.feast_provider import FeastFeatures
 from server.sources.item_cache import ItemFeatureCache
 from server.sources.port import FeatureSource
+from server.sources.user_fallback import Policy, UserFallback
 from server.transport.admission import Admission
 from server.transport.auth import BearerAuth, TokenFile
 from server.transport.handlers import SERVICE, add_to_server
@@ -67,6 +69,7 @@ class Running:
     servicer: RankerServicer
     swap: ModelSwap | None = None
     swap_task: asyncio.Task[None] | None = None
+    store_watch: asyncio.Task[None] | None = None
 
     @property
     def model_version(self) -> str:
@@ -78,8 +81,9 @@ class Running:
         self.loaded.pipeline = pipeline
 
     async def stop(self, grace: float) -> None:
-        if self.swap_task is not None:
-            self.swap_task.cancel()
+        for task in (self.swap_task, self.store_watch):
+            if task is not None:
+                task.cancel()  # the store watch must not set SERVING again while draining
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace)
         if self.loaded.refresher is not None:
@@ -124,7 +128,7 @@ def load(settings: Settings) -> Loaded:
     """Open the feature store, warm the item cache, load the current model; refuse a
     model whose inputs do not match its FeatureService."""
     workspace = settings.workspace
-    feast = FeastFeatures(workspace)
+    feast = FeastFeatures(workspace, settings.user_read_timeout_seconds)
     feast.load()
     cache = ItemFeatureCache(feast.items, settings.item_cache_capacity)
     refresher = CacheRefresher(
@@ -144,7 +148,8 @@ def load(settings: Settings) -> Loaded:
     except FeatureStoreUnavailable as error:
         raise StartupError(f"cannot load the item cache: {error}") from None
     embeddings = model is not None and model.info.embeddings
-    features = CachedFeatures(feast, cache)
+    users = UserFallback(feast.user, Policy.of(settings), UserRow.unknown(embeddings))
+    features = CachedFeatures(feast, cache, users)
     pipeline = build_pipeline(features, model, version or "", embeddings)
     service = model.info.feature_service if model is not None else ""
     return Loaded(pipeline, features, refresher, service)
@@ -196,9 +201,8 @@ async def create_server(
     )
     admission = Admission(settings, executor)
     tracer = tracer or tracer_for(settings.otlp_endpoint, "shoprank")
-    servicer = RankerServicer(
-        loaded.pipeline, loaded.features, admission, settings, metrics, tracer
-    )
+    users = user_fallback(settings, loaded.features)
+    servicer = RankerServicer(loaded.pipeline, users, admission, settings, metrics, tracer)
     running: Running | None = None
     add_to_server(servicer, InfoServicer(lambda: describe(running, loaded)), server)
     health_servicer = health.aio.HealthServicer()
@@ -230,6 +234,18 @@ async def create_server(
     if loaded.refresher is not None:
         loaded.refresher.start()
     running = Running(server, port, health_servicer, executor, loaded, servicer)
+    if loaded.refresher is not None:
+        refresher = loaded.refresher
+        metrics.refresh_failures.read_from(lambda: refresher.failures)
+    metrics.user_reads.read_from(lambda: users.served)
+    metrics.store_up.read_from(lambda: float(users.store_up))
+
+    async def on_store_change(can_serve: bool) -> None:
+        status = health_pb2.HealthCheckResponse.SERVING if can_serve else NOT_SERVING
+        for service in ("", SERVICE):
+            await health_servicer.set(service, status)
+
+    running.store_watch = asyncio.create_task(users.watch(on_store_change))
     if isinstance(loaded.features, CachedFeatures):
         cache = loaded.features.cache
         metrics.cache_hits.read_from(lambda: cache.requested - cache.misses)
@@ -240,6 +256,17 @@ async def create_server(
         running.swap = swap = ModelSwap(settings, loaded.features, serving, running.serve, metrics)
         running.swap_task = asyncio.create_task(swap.run())
     return running
+
+
+def user_fallback(settings: Settings, features: FeatureSource) -> UserFallback:
+    """The user reads a server's calls make: the cached source's own (which its items
+    follow), else one over the given source (a test's)."""
+    if isinstance(features, CachedFeatures):
+        return features.users
+    return UserFallback(features.user, Policy.of(settings), UserRow.unknown(False))
+
+
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def describe(running: Running | None, loaded: Loaded) -> pb.ServingInfo:

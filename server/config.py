@@ -22,6 +22,7 @@ from features.workspace import ONLINE_STORES, Stores, Workspace
 
 ENV_PREFIX = "SHOPRANK_"
 LOG_FORMATS = ("text", "json")
+ON_STORE_FAILURE = ("degrade", "fail")
 
 
 class ConfigError(ValueError):
@@ -72,6 +73,18 @@ class Settings:
     item_cache_capacity: int = 1_000_000
     # How often the server asks the registry whether a materialization landed.
     cache_refresh_seconds: float = 5.0
+    # A user read gives up after this long (the store clients' own timeout), and the
+    # call is served from the recent-user cache or cold-start (server/sources/user_fallback.py).
+    user_read_timeout_seconds: float = 0.05
+    # What a call gets when the online store fails: degrade (the user's row as read in
+    # the last stale_user_seconds, flagged STALE_FEATURES, else a cold-start ranking by
+    # item bias, flagged DEGRADED), or fail (UNAVAILABLE, for callers with their own fallback).
+    on_store_failure: str = "degrade"
+    # How long a user's row, once read, may stand in for the store, and how many are kept.
+    stale_user_seconds: float = 300.0
+    stale_user_capacity: int = 100_000
+    # How often the online store is probed while it is failing: recovery comes within this.
+    store_probe_seconds: float = 0.5
     # How often the server reads models/CURRENT for a promoted or rolled-back model.
     model_poll_seconds: float = 2.0
     # OpenTelemetry traces go here when set: the standard OTEL_EXPORTER_OTLP_ENDPOINT,
@@ -156,6 +169,7 @@ def validate(settings: Settings) -> Settings:
         "item_cache_capacity",
         "max_request_bytes",
         "max_metadata_bytes",
+        "stale_user_capacity",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
@@ -165,8 +179,18 @@ def validate(settings: Settings) -> Settings:
     _validate_stores(settings)
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(f"log_format must be text or json, got {settings.log_format!r}")
-    if settings.model_poll_seconds <= 0:
-        raise ConfigError(f"model_poll_seconds must be above 0, got {settings.model_poll_seconds}")
+    for name in (
+        "model_poll_seconds",
+        "user_read_timeout_seconds",
+        "stale_user_seconds",
+        "store_probe_seconds",
+    ):
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be above 0, got {getattr(settings, name)}")
+    if settings.on_store_failure not in ON_STORE_FAILURE:
+        raise ConfigError(
+            f"on_store_failure must be degrade or fail, got {settings.on_store_failure!r}"
+        )
     if bool(settings.tls_cert) != bool(settings.tls_key):
         raise ConfigError("tls_cert and tls_key go together: give both, or neither")
     if settings.tls_client_ca and not settings.tls_cert:

@@ -37,6 +37,11 @@ class FeatureStoreUnavailable(RankingError):
         )
 
 
+class RegistryUnavailable(Exception):
+    """The Feast registry could not be read (unreachable, or mid-write by an apply).
+    A running server keeps what it serves and tries again at its next poll."""
+
+
 class DeadlineExceeded(RankingError):
     """The caller's deadline passed before the ranking was sent."""
 

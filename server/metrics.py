@@ -61,11 +61,27 @@ class Metrics:
             "Seconds since the item cache was filled from the online store: the age of "
             "every item feature served.",
         )
+        self.refresh_failures = ReadCounter(
+            "shoprank_item_cache_refresh_failures",
+            "Cache refreshes that could not read the registry or the store; the previous "
+            "table keeps serving.",
+        )
         self.user_age = Histograms(
             "shoprank_user_feature_age_seconds",
             "Age of the user features served: the request time minus the row's event time "
             "(known users only).",
             AGE_BUCKETS,
+        )
+        self.user_reads = ReadCounts(
+            "shoprank_user_reads",
+            "Rank calls by how their user features were served: fresh from the online store, "
+            "stale (the store failed; the row as read recently) or degraded (cold start).",
+            "served",
+        )
+        self.store_up = Reading(
+            "shoprank_feature_store_up",
+            "1 while user reads go to the online store; 0 while it is held down after "
+            "failures and probed until it answers.",
         )
         self.grpc_calls = GrpcCalls()
         self.model = Info("shoprank_model", "The model version this server serves.", "version")
@@ -85,7 +101,10 @@ class Metrics:
             self.cache_misses,
             self.cache_items,
             self.cache_age,
+            self.refresh_failures,
             self.user_age,
+            self.user_reads,
+            self.store_up,
             self.grpc_calls,
             self.denied,
             self.model,
@@ -157,6 +176,25 @@ class Counts:
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self._name, self._help, labels=[self._label])
         for key, count in list(self._counts.items()):
+            family.add_metric([key], count)
+        yield family
+
+
+class ReadCounts:
+    """A counter per label value that its owner keeps in a dict, read at scrape time."""
+
+    def __init__(self, name: str, help: str, label: str) -> None:
+        self._name = name
+        self._help = help
+        self._label = label
+        self._read: Callable[[], dict[str, int]] = dict
+
+    def read_from(self, read: Callable[[], dict[str, int]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(self._name, self._help, labels=[self._label])
+        for key, count in list(self._read().items()):
             family.add_metric([key], count)
         yield family
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from features.workspace import Workspace
 from server.config import Settings
-from server.errors import StartupError
+from server.errors import RegistryUnavailable, StartupError
 from server.metrics import Metrics
 from server.model_runtime import OnnxRanker, check_wiring
 from server.ranking.batch import RankQuery
@@ -69,7 +69,8 @@ class ModelSwap:
                 log.exception("model poll failed")
 
     async def check(self) -> str:
-        """One poll: 'same', 'swapped', 'rejected' or 'none' (no CURRENT)."""
+        """One poll: 'same', 'swapped', 'rejected', 'retry' (the registry could not be
+        read) or 'none' (no CURRENT)."""
         models = self._workspace.models_dir
         version = await asyncio.to_thread(registry.current_version, models)
         if version is None:
@@ -78,8 +79,17 @@ class ModelSwap:
             return "same"
         loop = asyncio.get_running_loop()
         try:
+            # The FeatureService is checked against the registry as it is now; one that
+            # cannot be read says nothing about the model: try again at the next poll.
+            await loop.run_in_executor(None, self._features.feast.refresh_registry)
+        except RegistryUnavailable as error:
+            log.warning(
+                "model %s not checked yet, %s keeps serving: %s", version, self.serving, error
+            )
+            return "retry"
+        try:
             pipeline, service = await loop.run_in_executor(None, self._prepare, version)
-            user = await self._features.user("__warm_up__")
+            user, _ = await self._features.users.user("__warm_up__")  # the store may be down
             items = self._features.cache.cached_ids()[:WARM_UP_ITEMS] or ["__warm_up__"]
             query = RankQuery("__warm_up__", items, 0, False)
             await loop.run_in_executor(None, pipeline.run, query, user)

@@ -8,6 +8,7 @@ system Redis on 6379: tests must not share state with anything.
 from __future__ import annotations
 
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -107,6 +108,66 @@ def redis_server(directory: Path) -> Iterator[str]:
     (port,) = free_ports(1)
     with _redis_servers([_Node(directory, port)]):
         yield f"127.0.0.1:{port}"
+
+
+class RedisProcess:
+    """A standalone redis-server to take down and bring back on the same port: killed
+    with SIGKILL, hung with SIGSTOP, restarted from the snapshot save() wrote."""
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory
+        (self.port,) = free_ports(1)
+        self.url = f"127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        command = [
+            "redis-server",
+            "--port", str(self.port),
+            "--bind", "127.0.0.1",
+            "--dir", str(self.directory),
+            "--logfile", "redis.log",
+            "--dbfilename", "dump.rdb",
+            "--save", "",
+            "--appendonly", "no",
+        ]  # fmt: skip
+        self._process = process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+        client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
+        try:
+            _wait_for(client.ping, f"redis-server on port {self.port}", process)
+        finally:
+            client.close()
+
+    def save(self) -> None:
+        """A snapshot on disk, which the next start() loads."""
+        with redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=30) as client:
+            client.save()
+
+    def kill(self) -> None:
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait()
+
+    def pause(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)  # accepts connections, answers nothing
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
+    def stop(self) -> None:
+        process = self._process
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 @contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import threading
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import uvloop
 from features import store
 from features.offline import backfill
 from features.synthetic import SyntheticSpec, prepare
-from features.workspace import Workspace
+from features.workspace import Stores, Workspace
 from server.app import Loaded, Running, create_server
 from server.config import Settings
 
@@ -33,6 +34,22 @@ def build_workspace(home: Path, spec: SyntheticSpec = SMALL, train: bool = True)
         small = EmbeddingConfig(dim=8, epochs=3)
         config = TrainConfig(epochs=2, max_eval_users=100, embedding=small)
         train_model(workspace, config, lambda _: None)
+    return workspace
+
+
+def copy_workspace(source: Workspace, home: Path, stores: Stores | None = None) -> Workspace:
+    """The source's data, offline tables and models; not its registry or online store."""
+    target = Workspace(home, stores or Stores())
+    shutil.copytree(source.data_dir, target.data_dir)
+    shutil.copytree(source.offline_dir, target.offline_dir)
+    shutil.copytree(source.models_dir, target.models_dir)
+    return target
+
+
+def materialized_copy(source: Workspace, home: Path, stores: Stores) -> Workspace:
+    workspace = copy_workspace(source, home, stores)
+    store.apply(workspace)
+    store.materialize(workspace)
     return workspace
 
 

@@ -11,6 +11,10 @@ from features.rows import UserRow
 # The one column a request brings: the candidates' ids (Batch.ids).
 ITEM_ID = "item_id"
 
+# How a ranking's user features were served (server/sources/user_fallback.py): read
+# from the store, as read recently when the store failed, or not at all (cold start).
+FRESH, STALE, DEGRADED = "fresh", "stale", "degraded"
+
 
 @dataclass(frozen=True)
 class RankQuery:
@@ -105,3 +109,4 @@ class Ranking:
     model_version: str
     timings: dict[str, float]  # seconds per stage, by the stage's name
     parts: Parts | None  # only when the query asked to explain
+    served: str = FRESH  # FRESH, STALE or DEGRADED

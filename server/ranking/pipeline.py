@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 
 from features.rows import UserRow
-from server.ranking.batch import ITEM_ID, Batch, Ranking, RankQuery
+from server.ranking.batch import FRESH, ITEM_ID, Batch, Ranking, RankQuery
 from server.ranking.explain import explain
 from server.ranking.stage import Stage
 
@@ -58,7 +58,8 @@ class Pipeline:
     def stage_names(self) -> list[str]:
         return [stage.name for stage in self.stages]
 
-    def run(self, query: RankQuery, user: UserRow) -> Ranking:
+    def run(self, query: RankQuery, user: UserRow, served: str = FRESH) -> Ranking:
+        """Rank the query's candidates for the user, whose row was `served` so."""
         batch = Batch(query, user)
         timings: dict[str, float] = {}
         clock = time.perf_counter
@@ -68,9 +69,9 @@ class Pipeline:
             now = clock()
             timings[name] = now - last
             last = now
-        return self._ranking(batch, timings)
+        return self._ranking(batch, timings, served)
 
-    def _ranking(self, batch: Batch, timings: dict[str, float]) -> Ranking:
+    def _ranking(self, batch: Batch, timings: dict[str, float], served: str) -> Ranking:
         user = batch.user
         now = time.time()
         return Ranking(
@@ -81,4 +82,5 @@ class Pipeline:
             model_version=self.version,
             timings=timings,
             parts=explain(batch, now) if batch.query.explain else None,
+            served=served,
         )

@@ -12,25 +12,39 @@ import threading
 from collections.abc import Callable, Sequence
 
 from features.rows import ItemRows, UserRow
+from server.errors import FeatureStoreUnavailable, RegistryUnavailable
 from server.sources.feast_provider import FeastFeatures
 from server.sources.item_cache import ItemFeatureCache
+from server.sources.user_fallback import Policy, UserFallback
 
 log = logging.getLogger(__name__)
 
 
 class CachedFeatures:
     """A FeatureSource (server.sources.port): users read per request from the
-    store, items from the in-memory cache."""
+    store, items from the in-memory cache. While `users` holds the store down,
+    or when a miss cannot be read and calls degrade, items come from the cache
+    alone (the catalogue, by default), never waiting on the store."""
 
-    def __init__(self, feast: FeastFeatures, cache: ItemFeatureCache) -> None:
+    def __init__(
+        self, feast: FeastFeatures, cache: ItemFeatureCache, users: UserFallback | None = None
+    ) -> None:
         self.feast = feast
         self.cache = cache
+        self.users = users or UserFallback(feast.user, Policy(), UserRow.unknown(feast.embeddings))
 
     async def user(self, user_id: str) -> UserRow:
         return await self.feast.user(user_id)
 
     def items(self, item_ids: Sequence[str]) -> ItemRows:
-        return self.cache.rows(item_ids)
+        if not self.users.store_up:
+            return self.cache.cached_rows(item_ids)
+        try:
+            return self.cache.rows(item_ids)
+        except FeatureStoreUnavailable:
+            if not self.users.degrades:
+                raise
+            return self.cache.cached_rows(item_ids)
 
 
 class CacheRefresher:
@@ -49,6 +63,7 @@ class CacheRefresher:
         self._thread: threading.Thread | None = None
         self.token = ""
         self.refreshes = 0
+        self.failures = 0  # checks that could not read the registry or the store
 
     def load(self) -> None:
         """The first, blocking load at start-up."""
@@ -78,7 +93,13 @@ class CacheRefresher:
         while not self._stop.wait(self._interval):
             try:
                 self.check()
-            except Exception:  # a failed refresh keeps serving the current table
+            except (RegistryUnavailable, FeatureStoreUnavailable) as error:
+                # The registry mid-apply or unreachable, or the store down: keep serving
+                # the current table, and look again at the next interval.
+                self.failures += 1
+                log.warning("item cache refresh failed, serving the previous table: %s", error)
+            except Exception:
+                self.failures += 1
                 log.exception("item cache refresh failed; serving the previous table")
 
     def stop(self) -> None:

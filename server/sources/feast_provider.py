@@ -11,7 +11,7 @@ import numpy as np
 from features import names
 from features.rows import ItemRows, UserRow
 from features.workspace import Workspace
-from server.errors import FeatureStoreUnavailable, StartupError
+from server.errors import FeatureStoreUnavailable, RegistryUnavailable, StartupError
 from server.sources.user_reads import UserReads, UserView, ViewRow, user_reads
 from server.sources.value_bytes import packed_floats, single_float
 
@@ -43,8 +43,9 @@ class FeastFeatures:
     get_online_features; tests hold the paths equal value for value.
     """
 
-    def __init__(self, workspace: Workspace) -> None:
+    def __init__(self, workspace: Workspace, read_timeout: float | None = None) -> None:
         self._workspace = workspace
+        self._read_timeout = read_timeout  # bounds a ranking's user read; None = stores' own
         self._repo_dir = workspace.repo_dir
         self._store: FeatureStore | None = None
         self._views: dict[str, Any] = {}
@@ -60,7 +61,7 @@ class FeastFeatures:
 
         self._store = open_store(self._workspace)
         self._load_views()
-        self._user_reads = user_reads(self.store, self._user_views())
+        self._user_reads = user_reads(self.store, self._user_views(), self._read_timeout)
 
     def _user_views(self) -> list[UserView]:
         views = [UserView(names.USER_VIEW, names.USER_FEATURES)]
@@ -106,10 +107,17 @@ class FeastFeatures:
         ]
         return max(ends, default=0.0)
 
+    def refresh_registry(self) -> None:
+        """Re-read the registry and its views; RegistryUnavailable if it cannot be read."""
+        try:
+            self.store.refresh_registry()
+            self._load_views()
+        except Exception as error:
+            raise RegistryUnavailable(f"cannot read the feature registry: {error}") from error
+
     def materialization_token(self) -> str:
         """Changes whenever any view is materialized, as the registry records it."""
-        self.store.refresh_registry()
-        self._load_views()
+        self.refresh_registry()
         marks = []
         for name in sorted(self._views):
             intervals = self._views[name].materialization_intervals
@@ -146,7 +154,7 @@ class FeastFeatures:
                 "run `shoprank features apply`"
             )
         self.embeddings = True
-        self._user_reads = user_reads(self.store, self._user_views())
+        self._user_reads = user_reads(self.store, self._user_views(), self._read_timeout)
 
     async def user(self, user_id: str) -> UserRow:
         """One user's row, awaiting the store where its client is async (Redis)."""

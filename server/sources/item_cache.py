@@ -206,6 +206,19 @@ class ItemFeatureCache:
         with self._lock:
             return len(self._table)
 
+    def cached_rows(self, item_ids: Sequence[str]) -> ItemRows:
+        """As rows(), from the cache alone, while the store cannot be read: an id it does
+        not hold comes back unknown, and is not cached (the next read may know it)."""
+        with self._lock:
+            self.requested += len(item_ids)
+            slots = self._table.lookup(item_ids)
+            absent = slots < 0
+            found = self._table.gather(np.where(absent, 0, slots), next(self._ticks))
+        if not absent.any():
+            return found
+        self.misses += int(np.count_nonzero(absent))
+        return _unknown_where(found, absent)
+
     def rows(self, item_ids: Sequence[str]) -> ItemRows:
         """Features of the given items, a row per id; misses read in one batched read."""
         if len(item_ids) > self.capacity:  # cannot hold them all at once: bypass
@@ -231,3 +244,15 @@ class ItemFeatureCache:
                 table.put([missing[i] for i in still], fresh.take(np.asarray(still)), tick)
                 slots = table.lookup(item_ids)
             return table.gather(slots, tick)
+
+
+def _unknown_where(rows: ItemRows, absent: np.ndarray) -> ItemRows:
+    """The rows, with those marked absent made unknown: zeros, known False (gather's
+    arrays are its own copies, so they are changed in place)."""
+    arrays = [rows.vectors, rows.bias, rows.conversion, rows.price, rows.timestamp]
+    optional = (rows.embeddings, rows.vector_norms, rows.embedding_norms)
+    arrays += [array for array in optional if array is not None]
+    for array in arrays:
+        array[absent] = 0
+    rows.known[absent] = False
+    return rows

@@ -90,8 +90,16 @@ MMAP_BYTES = 1 << 30
 class SqliteUserReads:
     """All user views of a batch of users in one SELECT over Feast's per-view tables."""
 
-    def __init__(self, path: Path, project: str, views: Sequence[UserView], keys: EntityKeys):
+    def __init__(
+        self,
+        path: Path,
+        project: str,
+        views: Sequence[UserView],
+        keys: EntityKeys,
+        timeout: float = 5.0,
+    ) -> None:
         self._path = path
+        self._timeout = timeout  # how long a read waits on a writer's lock
         self._views = list(views)
         self._keys = keys
         self._local = threading.local()  # a connection per thread: sqlite3's rule
@@ -117,7 +125,7 @@ class SqliteUserReads:
         if conn is None:
             # Read-only: a reader must never create or lock the store for writing.
             uri = f"{self._path.resolve().as_uri()}?mode=ro"  # as_uri quotes ?, # and spaces
-            conn = sqlite3.connect(uri, uri=True, timeout=5.0)
+            conn = sqlite3.connect(uri, uri=True, timeout=self._timeout)
             # Pages read through a memory map: no pread per read transaction, which
             # halved a user read here (31 -> 16 us). Address space, not memory: the
             # OS pages in what is read, shared with its page cache.
@@ -295,9 +303,14 @@ def redis_client(redis_type: str, connection_string: str, asynchronous: bool = F
 LEAN_OPTIONS = {"db", "password", "username", "socket_timeout", "socket_connect_timeout"}
 
 
-def async_redis_client(redis_type: str, connection_string: str) -> Any:
+def async_redis_client(
+    redis_type: str, connection_string: str, timeout: float | None = None
+) -> Any:
     """The client a ranking's user read awaits: server.resp's, where it understands the
-    store (one node, plain TCP), else redis-py's asyncio client."""
+    store (one node, plain TCP), else redis-py's asyncio client. `timeout` bounds its
+    connects and reads, over what the connection string says."""
+    if timeout is not None:
+        connection_string += f",socket_timeout={timeout},socket_connect_timeout={timeout}"
     nodes, params = parse_connection_string(connection_string)
     if params.get("ssl") is False:
         del params["ssl"]
@@ -317,9 +330,13 @@ def async_redis_client(redis_type: str, connection_string: str) -> Any:
     )
 
 
-def user_reads(store: FeatureStore, views: Sequence[UserView]) -> UserReads | None:
+def user_reads(
+    store: FeatureStore, views: Sequence[UserView], timeout: float | None = None
+) -> UserReads | None:
     """The one-read path for the store's online store; None where there is none
-    (another online store type), and the caller reads view by view through Feast."""
+    (another online store type), and the caller reads view by view through Feast.
+    `timeout` bounds an awaited read (read_async): a lock wait on SQLite, a connect or
+    reply on Redis; None keeps the stores' own defaults."""
     config = store.config
     if config.registry.enable_online_feature_view_versioning:
         return None  # versioned table and field names: leave them to Feast
@@ -327,11 +344,13 @@ def user_reads(store: FeatureStore, views: Sequence[UserView]) -> UserReads | No
     online = config.online_store
     path = sqlite_online_path(config)
     if path is not None:
-        return SqliteUserReads(path, config.project, views, keys)
+        if timeout is None:
+            return SqliteUserReads(path, config.project, views, keys)
+        return SqliteUserReads(path, config.project, views, keys, timeout)
     if online.type == "redis" and online.redis_type in ("redis", "redis_cluster"):
         kind, text = online.redis_type, online.connection_string
         client = redis_client(kind, text)
         return RedisUserReads(
-            client, lambda: async_redis_client(kind, text), config.project, views, keys
+            client, lambda: async_redis_client(kind, text, timeout), config.project, views, keys
         )
     return None

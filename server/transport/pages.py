@@ -8,16 +8,20 @@ import grpc
 
 from server.errors import CallEnded
 from server.proto.shoprank.v1 import ranking_pb2 as pb
-from server.ranking.batch import Parts, Ranking
+from server.ranking.batch import DEGRADED, FRESH, STALE, Parts, Ranking
 from server.ranking.pipeline import HEURISTIC_VERSION
 from server.transport.wire import encode_page
 
 Flag = pb.ScoreParts.Flag
 
 
+# A ranking's own flags, by how its user features were served.
+SERVED_FLAGS = {FRESH: [], STALE: [Flag.STALE_FEATURES], DEGRADED: [Flag.DEGRADED]}
+
+
 def _flags(ranking: Ranking, parts: Parts, i: int) -> list[pb.ScoreParts.Flag]:
-    flags: list[pb.ScoreParts.Flag] = []
-    if ranking.cold_start:
+    flags: list[pb.ScoreParts.Flag] = list(SERVED_FLAGS[ranking.served])
+    if ranking.cold_start and ranking.served != DEGRADED:  # a degraded user may be known
         flags.append(Flag.COLD_START_USER)
     if parts.unknown_item[i]:
         flags.append(Flag.UNKNOWN_ITEM)
@@ -46,19 +50,22 @@ def to_pages(ranking: Ranking, page_size: int) -> Iterator[bytes]:
     scores = ranking.scores
     ids = ranking.item_ids
     total = len(ids)
+    flags = SERVED_FLAGS[ranking.served]
     if total == 0:  # still one page, which names the model
-        yield pb.RankResponse(model_version=ranking.model_version).SerializeToString()
+        yield pb.RankResponse(model_version=ranking.model_version, flags=flags).SerializeToString()
     for start in range(0, total, page_size):
         end = min(start + page_size, total)
         version = ranking.model_version if start == 0 else ""
         fast = None
-        if ranking.parts is None:
+        if ranking.parts is None and not (flags and start == 0):
             fast = encode_page(ids[start:end], start + 1, scores[start:end], version)
         yield fast if fast is not None else _page(ranking, start, end, version).SerializeToString()
 
 
 def _page(ranking: Ranking, start: int, end: int, version: str) -> pb.RankResponse:
     page = pb.RankResponse(model_version=version)
+    if start == 0:
+        page.flags.extend(SERVED_FLAGS[ranking.served])
     add = page.items.add
     scores = ranking.scores[start:end].tolist()
     for i in range(start, end):

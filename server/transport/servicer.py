@@ -13,7 +13,7 @@ from server.errors import CallEnded
 from server.metrics import Metrics
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.pipeline import Pipeline
-from server.sources.port import FeatureSource
+from server.sources.user_fallback import UserFallback
 from server.transport.admission import Admission, cancelled_code, check_deadline
 from server.transport.call_log import REQUEST_ID, log_call, request_id
 from server.transport.pages import write_pages
@@ -26,7 +26,7 @@ class RankerServicer:
     def __init__(
         self,
         pipeline: Pipeline,
-        features: FeatureSource,
+        users: UserFallback,
         admission: Admission,
         settings: Settings,
         metrics: Metrics,
@@ -34,7 +34,7 @@ class RankerServicer:
     ) -> None:
         self.pipeline = pipeline
         self._tracer = tracer
-        self._features = features
+        self._users = users
         self._admission = admission
         self._settings = settings
         self._metrics = metrics
@@ -58,13 +58,14 @@ class RankerServicer:
                 query = to_query(request, self._settings)
                 self._metrics.candidates.observe(len(request.candidate_item_ids))
                 check_deadline(context, "before ranking started")
-                user = await self._features.user(query.user_id)  # I/O, before the stages
+                # I/O, before the stages; bounded, and served without the store when it fails.
+                user, served = await self._users.user(query.user_id)
                 read = time.perf_counter()
                 if user.known:
                     self._metrics.user_age.observe(time.time() - user.timestamp)
                 pipeline = self.pipeline
                 ranking = await self._admission.run(
-                    len(query.candidates), pipeline.run, query, user
+                    len(query.candidates), pipeline.run, query, user, served
                 )
                 check_deadline(context, "while ranking")
                 ranked = time.perf_counter()

@@ -151,3 +151,28 @@ def test_serving_info_reports_the_model_and_the_features(
     assert 0 <= got.cache_age_seconds < 600
     assert got.last_materialization > 0
     assert got.model_loaded_at > 0
+
+
+def test_an_unreadable_registry_delays_a_swap_rejects_nothing_and_fails_no_call(
+    served: tuple[Workspace, grpc.Channel, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    workspace, channel, metrics = served
+    models = workspace.models_dir
+    first = registry.current_version(models)
+    assert first is not None
+    second = publish_copy(models, first)
+    registry_file = workspace.repo_dir / "data" / "registry.db"
+    away = registry_file.with_name("registry.away")
+    with Load(channel) as load_:
+        time.sleep(0.3)
+        registry_file.rename(away)  # as a registry that is unreachable, or mid-apply
+        registry.promote(models, second)
+        time.sleep(5 * POLL)  # several polls: each finds the registry unreadable
+        assert info(channel).model_version == first
+        away.rename(registry_file)
+        wait_for(channel, second)
+        time.sleep(0.3)
+    assert set(load_.outcomes) == {first, second}, load_.outcomes
+    assert "shoprank_model_rejected_total{" not in scrape(metrics)
+    retried = [r.message for r in caplog.records if "not checked yet" in r.message]
+    assert retried and "cannot read the feature registry" in retried[0]

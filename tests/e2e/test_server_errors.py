@@ -93,18 +93,29 @@ def test_a_missing_online_store_refuses_to_start(copied: Workspace) -> None:
         load(Settings(home=copied.home, port=0))
 
 
-def test_an_online_store_failing_mid_flight_gets_unavailable(copied: Workspace) -> None:
-    server = ServerThread(Settings(home=copied.home, port=0))
+@pytest.mark.parametrize("on_failure", ["degrade", "fail"])
+def test_an_online_store_failing_mid_flight_degrades_or_gets_unavailable(
+    copied: Workspace, on_failure: str
+) -> None:
+    server = ServerThread(Settings(home=copied.home, port=0, on_store_failure=on_failure))
     port = server.start()
     with sqlite3.connect(copied.repo_dir / "data" / "online_store.db") as db:
         db.execute("DROP TABLE shoprank_user_features")
+    request = pb.RankRequest(user_id="user_000001", candidate_item_ids=["item_000000"])
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            request = pb.RankRequest(user_id="user_000001", candidate_item_ids=["item_000000"])
-            with pytest.raises(grpc.RpcError) as raised:
-                list(pb_grpc.RankerStub(channel).Rank(request, timeout=30))
+            stub = pb_grpc.RankerStub(channel)
+            if on_failure == "degrade":
+                pages = list(stub.Rank(request, timeout=30))
+            else:
+                with pytest.raises(grpc.RpcError) as raised:
+                    list(stub.Rank(request, timeout=30))
     finally:
         server.stop()
+    if on_failure == "degrade":  # never read before: cold start by bias, flagged
+        assert list(pages[0].flags) == [Flag.DEGRADED]
+        assert [item.item_id for item in pages[0].items] == ["item_000000"]
+        return
     assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
     assert "feature store read failed" in raised.value.details()
 

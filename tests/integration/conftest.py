@@ -4,32 +4,15 @@ and stopped when it ends."""
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from features import store
 from features.workspace import Stores, Workspace
 from tests.services import missing_redis_binaries, redis_cluster, redis_server
-
-
-def copy_workspace(source: Workspace, home: Path, stores: Stores | None = None) -> Workspace:
-    """The source's data, offline tables and models; not its registry or online store."""
-    target = Workspace(home, stores or Stores())
-    shutil.copytree(source.data_dir, target.data_dir)
-    shutil.copytree(source.offline_dir, target.offline_dir)
-    shutil.copytree(source.models_dir, target.models_dir)
-    return target
-
-
-def materialized_copy(source: Workspace, home: Path, stores: Stores) -> Workspace:
-    workspace = copy_workspace(source, home, stores)
-    store.apply(workspace)
-    store.materialize(workspace)
-    return workspace
+from tests.support import materialized_copy
 
 
 @pytest.fixture(scope="session")

@@ -70,6 +70,22 @@ def test_unknown_items_are_cached_as_unknown() -> None:
     assert reader.calls == [["ghost", "k3"]]
 
 
+def test_cached_rows_answer_from_the_cache_alone_and_cache_no_miss() -> None:
+    reader = CountingReader()
+    cache = ItemFeatureCache(reader, capacity=10)
+    cache.warm(["k1", "k2"])
+    rows = cache.cached_rows(["k2", "k5", "k1"])  # the store is down: k5 is not read
+    assert reader.calls == [["k1", "k2"]]
+    assert rows.known.tolist() == [True, False, True]
+    assert rows.bias.tolist() == [2.0, 0.0, 1.0]
+    assert rows.vectors.tolist() == [[2, 1], [0, 0], [1, 1]]
+    assert rows.vector_norms is not None and rows.vector_norms[1] == 0.0
+    assert rows.timestamp.tolist() == [1002.0, 0.0, 1001.0]
+    assert cache.misses == 1
+    assert cache.rows(["k5"]).bias.tolist() == [5.0]  # back up: the miss is read, not remembered
+    assert reader.calls[-1] == ["k5"]
+
+
 def test_the_least_recently_used_item_is_evicted_at_capacity() -> None:
     reader = CountingReader()
     cache = ItemFeatureCache(reader, capacity=3)

@@ -28,9 +28,8 @@ from server.config import Settings
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
 from server.sources.feast_provider import FeastFeatures
-from tests.integration.conftest import copy_workspace, materialized_copy
 from tests.services import postgres_database
-from tests.support import ServerThread
+from tests.support import ServerThread, copy_workspace, materialized_copy
 from training import dataset
 from training.evaluate import latest_rows
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&server/proto/shoprank/v1/ranking.proto\x12\x0bshoprank.v1\"\x17\n\x15GetServingInfoRequest\"\xa5\x01\n\x0bServingInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x17\n\x0fmodel_loaded_at\x18\x02 \x01(\x01\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61\x63he_age_seconds\x18\x04 \x01(\x01\x12\x1c\n\x14last_materialization\x18\x05 \x01(\x01\x12\x14\n\x0c\x63\x61\x63hed_items\x18\x06 \x01(\x04\"|\n\x0bRankRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\r\n\x05query\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\r\"M\n\x0cRankResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.shoprank.v1.RankedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\"b\n\nRankedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\x12&\n\x05parts\x18\x04 \x01(\x0b\x32\x17.shoprank.v1.ScoreParts\"\xba\x02\n\nScoreParts\x12\x12\n\nsimilarity\x18\x01 \x01(\x02\x12\x0c\n\x04\x62ias\x18\x02 \x01(\x02\x12\x13\n\x0bmodel_score\x18\x03 \x01(\x02\x12\x17\n\x0fheuristic_score\x18\x04 \x01(\x02\x12 \n\x18user_feature_age_seconds\x18\x05 \x01(\x01\x12 \n\x18item_feature_age_seconds\x18\x06 \x01(\x01\x12+\n\x05\x66lags\x18\x07 \x03(\x0e\x32\x1c.shoprank.v1.ScoreParts.Flag\x12\x17\n\x0f\x65mbedding_score\x18\x08 \x01(\x02\"R\n\x04\x46lag\x12\x14\n\x10\x46LAG_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43OLD_START_USER\x10\x01\x12\x10\n\x0cUNKNOWN_ITEM\x10\x02\x12\r\n\tHEURISTIC\x10\x03\x32\x97\x01\n\x06Ranker\x12=\n\x04Rank\x12\x18.shoprank.v1.RankRequest\x1a\x19.shoprank.v1.RankResponse0\x01\x12N\n\x0eGetServingInfo\x12\".shoprank.v1.GetServingInfoRequest\x1a\x18.shoprank.v1.ServingInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&server/proto/shoprank/v1/ranking.proto\x12\x0bshoprank.v1\"\x17\n\x15GetServingInfoRequest\"\xa5\x01\n\x0bServingInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x17\n\x0fmodel_loaded_at\x18\x02 \x01(\x01\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61\x63he_age_seconds\x18\x04 \x01(\x01\x12\x1c\n\x14last_materialization\x18\x05 \x01(\x01\x12\x14\n\x0c\x63\x61\x63hed_items\x18\x06 \x01(\x04\"|\n\x0bRankRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\r\n\x05query\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\r\"z\n\x0cRankResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.shoprank.v1.RankedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12+\n\x05\x66lags\x18\x03 \x03(\x0e\x32\x1c.shoprank.v1.ScoreParts.Flag\"b\n\nRankedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\x12&\n\x05parts\x18\x04 \x01(\x0b\x32\x17.shoprank.v1.ScoreParts\"\xdc\x02\n\nScoreParts\x12\x12\n\nsimilarity\x18\x01 \x01(\x02\x12\x0c\n\x04\x62ias\x18\x02 \x01(\x02\x12\x13\n\x0bmodel_score\x18\x03 \x01(\x02\x12\x17\n\x0fheuristic_score\x18\x04 \x01(\x02\x12 \n\x18user_feature_age_seconds\x18\x05 \x01(\x01\x12 \n\x18item_feature_age_seconds\x18\x06 \x01(\x01\x12+\n\x05\x66lags\x18\x07 \x03(\x0e\x32\x1c.shoprank.v1.ScoreParts.Flag\x12\x17\n\x0f\x65mbedding_score\x18\x08 \x01(\x02\"t\n\x04\x46lag\x12\x14\n\x10\x46LAG_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43OLD_START_USER\x10\x01\x12\x10\n\x0cUNKNOWN_ITEM\x10\x02\x12\r\n\tHEURISTIC\x10\x03\x12\x12\n\x0eSTALE_FEATURES\x10\x04\x12\x0c\n\x08\x44\x45GRADED\x10\x05\x32\x97\x01\n\x06Ranker\x12=\n\x04Rank\x12\x18.shoprank.v1.RankRequest\x1a\x19.shoprank.v1.RankResponse0\x01\x12N\n\x0eGetServingInfo\x12\".shoprank.v1.GetServingInfoRequest\x1a\x18.shoprank.v1.ServingInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,13 +38,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_RANKREQUEST']._serialized_start=248
   _globals['_RANKREQUEST']._serialized_end=372
   _globals['_RANKRESPONSE']._serialized_start=374
-  _globals['_RANKRESPONSE']._serialized_end=451
-  _globals['_RANKEDITEM']._serialized_start=453
-  _globals['_RANKEDITEM']._serialized_end=551
-  _globals['_SCOREPARTS']._serialized_start=554
-  _globals['_SCOREPARTS']._serialized_end=868
-  _globals['_SCOREPARTS_FLAG']._serialized_start=786
-  _globals['_SCOREPARTS_FLAG']._serialized_end=868
-  _globals['_RANKER']._serialized_start=871
-  _globals['_RANKER']._serialized_end=1022
+  _globals['_RANKRESPONSE']._serialized_end=496
+  _globals['_RANKEDITEM']._serialized_start=498
+  _globals['_RANKEDITEM']._serialized_end=596
+  _globals['_SCOREPARTS']._serialized_start=599
+  _globals['_SCOREPARTS']._serialized_end=947
+  _globals['_SCOREPARTS_FLAG']._serialized_start=831
+  _globals['_SCOREPARTS_FLAG']._serialized_end=947
+  _globals['_RANKER']._serialized_start=950
+  _globals['_RANKER']._serialized_end=1101
 # @@protoc_insertion_point(module_scope)

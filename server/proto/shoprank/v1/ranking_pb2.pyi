@@ -44,12 +44,14 @@ class RankRequest(_message.Message):
     def __init__(self, user_id: _Optional[str] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., query: _Optional[str] = ..., explain: _Optional[bool] = ..., page_size: _Optional[int] = ...) -> None: ...
 
 class RankResponse(_message.Message):
-    __slots__ = ("items", "model_version")
+    __slots__ = ("items", "model_version", "flags")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RankedItem]
     model_version: str
-    def __init__(self, items: _Optional[_Iterable[_Union[RankedItem, _Mapping]]] = ..., model_version: _Optional[str] = ...) -> None: ...
+    flags: _containers.RepeatedScalarFieldContainer[ScoreParts.Flag]
+    def __init__(self, items: _Optional[_Iterable[_Union[RankedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ...) -> None: ...
 
 class RankedItem(_message.Message):
     __slots__ = ("item_id", "rank", "score", "parts")
@@ -71,10 +73,14 @@ class ScoreParts(_message.Message):
         COLD_START_USER: _ClassVar[ScoreParts.Flag]
         UNKNOWN_ITEM: _ClassVar[ScoreParts.Flag]
         HEURISTIC: _ClassVar[ScoreParts.Flag]
+        STALE_FEATURES: _ClassVar[ScoreParts.Flag]
+        DEGRADED: _ClassVar[ScoreParts.Flag]
     FLAG_UNSPECIFIED: ScoreParts.Flag
     COLD_START_USER: ScoreParts.Flag
     UNKNOWN_ITEM: ScoreParts.Flag
     HEURISTIC: ScoreParts.Flag
+    STALE_FEATURES: ScoreParts.Flag
+    DEGRADED: ScoreParts.Flag
     SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     BIAS_FIELD_NUMBER: _ClassVar[int]
     MODEL_SCORE_FIELD_NUMBER: _ClassVar[int]

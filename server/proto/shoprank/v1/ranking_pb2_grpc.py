@@ -60,7 +60,9 @@ class RankerServicer:
         many candidates, an id over the length limit); the
         message names the field and the limit.
         RESOURCE_EXHAUSTED the server is shedding load; retry with backoff.
-        UNAVAILABLE        the feature store is down and no fallback applies.
+        UNAVAILABLE        the feature store is down and the server is set to
+        fail (SHOPRANK_ON_STORE_FAILURE=fail) rather than
+        serve STALE_FEATURES or DEGRADED rankings.
         DEADLINE_EXCEEDED  the caller's deadline passed before the ranking was done.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
