@@ -29,6 +29,12 @@ def _home(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--home", help="workspace directory (default: $SHOPRANK_HOME, then ./var)")
 
 
+SERVER_HELP = (
+    "HOST:PORT; or IP:PORT,IP:PORT,... or dns:///NAME:PORT, balanced round robin over "
+    "every address (gRPC's client-side balancing)"
+)
+
+
 def _access(parser: argparse.ArgumentParser) -> None:
     """How a client command reaches the server: TLS, mutual TLS, a token."""
     parser.add_argument("--tls-ca", help="PEM roots to trust: call over TLS")
@@ -101,7 +107,7 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     serve.set_defaults(run=commands.cmd_serve)
     rank = sub.add_parser("rank", help="rank candidates through a running server")
-    rank.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
+    rank.add_argument("--server", default="127.0.0.1:50051", help=SERVER_HELP)
     rank.add_argument("--user", required=True)
     rank.add_argument("--candidates", required=True, help="comma-separated item ids")
     rank.add_argument("--top-k", type=int, default=0)
@@ -113,7 +119,7 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     rank.set_defaults(run=commands.cmd_rank)
     evaluate = sub.add_parser("eval", help="ranking quality through a running server")
     evaluate.add_argument("--dataset", choices=commands.DATASETS, required=True)
-    evaluate.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
+    evaluate.add_argument("--server", default="127.0.0.1:50051", help=SERVER_HELP)
     _home(evaluate)
     evaluate.add_argument("--negatives", type=int, default=99, help="sampled per user")
     evaluate.add_argument("--max-users", type=int, default=0, help="0 = every held-out user")
@@ -135,7 +141,7 @@ def _loadtest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
         description="Load-test a running server; `shoprank loadtest compare A.json B.json` "
         "compares two --json reports.",
     )
-    load.add_argument("--server", default="127.0.0.1:50051", help="HOST:PORT")
+    load.add_argument("--server", default="127.0.0.1:50051", help=SERVER_HELP)
     load.add_argument("--scenario", help="YAML or JSON scenario (see README); default: built in")
     _home(load)
     pace = load.add_mutually_exclusive_group()
@@ -158,7 +164,8 @@ def _loadtest_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     load.set_defaults(run=commands.cmd_loadtest)
     compare = sub.add_parser(
         COMPARE,
-        help=argparse.SUPPRESS,
+        # Python 3.11's argparse prints a suppressed subcommand as "==SUPPRESS==".
+        help="what `shoprank loadtest compare A.json B.json` runs",
         prog="shoprank loadtest compare",
         description="Compare two `loadtest --json` reports; exit 1 when B regressed against A.",
     )

@@ -226,9 +226,10 @@ def cmd_rank(settings: Settings, args: argparse.Namespace) -> None:
 
 
 def access_for(args: argparse.Namespace) -> Access:
-    """The --tls-* and --token flags of a client command."""
-    from server.clients.channels import Access, Tls
+    """The --tls-* and --token flags of a client command; its --server checked."""
+    from server.clients.channels import Access, Tls, balanced
 
+    balanced(args.server)  # a bad list of servers is one line now, not a worker's traceback
     tls = None
     if args.tls_ca or args.tls_cert or args.tls_key or args.tls_server_name:
         if bool(args.tls_cert) != bool(args.tls_key):

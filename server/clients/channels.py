@@ -4,6 +4,8 @@ the Locust file."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 from dataclasses import dataclass
 
 import grpc
@@ -28,19 +30,60 @@ class Access:
     def metadata(self) -> tuple[tuple[str, str], ...]:
         return (("authorization", f"Bearer {self.token}"),) if self.token else ()
 
-    def channel(self, target: str, options: Options | None = None) -> grpc.Channel:
-        options = list(options or [])
+    def channel(self, address: str, options: Options | None = None) -> grpc.Channel:
+        target, balancing = balanced(address)
+        options = [*(options or []), *balancing]
         if self.tls is None:
             return grpc.insecure_channel(target, options=options)
         credentials, names = credentials_for(self.tls)
         return grpc.secure_channel(target, credentials, options=options + names)
 
-    def aio_channel(self, target: str, options: Options | None = None) -> grpc.aio.Channel:
-        options = list(options or [])
+    def aio_channel(self, address: str, options: Options | None = None) -> grpc.aio.Channel:
+        target, balancing = balanced(address)
+        options = [*(options or []), *balancing]
         if self.tls is None:
             return grpc.aio.insecure_channel(target, options=options)
         credentials, names = credentials_for(self.tls)
         return grpc.aio.secure_channel(target, credentials, options=options + names)
+
+
+# gRPC's own client-side balancing: a subchannel per address, calls spread in turn.
+ROUND_ROBIN = ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]}))
+
+
+def balanced(address: str) -> tuple[str, Options]:
+    """The gRPC target for an address, and the options that balance over it.
+
+    - HOST:PORT, one server: as it is.
+    - IP:PORT,IP:PORT,...: every one of them, round robin (gRPC's ipv4:/ipv6: targets
+      take IP addresses only; names go through DNS).
+    - dns:///NAME:PORT: every address the name resolves to, round robin, re-resolved
+      as gRPC does (a headless Kubernetes Service, a compose service name).
+    """
+    if address.startswith("dns:"):
+        return address, [ROUND_ROBIN]
+    if "," not in address:
+        return address, []
+    parts = [part.strip() for part in address.split(",")]
+    hosts = []
+    for part in parts:
+        host, _, port = part.rpartition(":")
+        host = host.strip("[]")
+        try:
+            version = ipaddress.ip_address(host).version
+        except ValueError:
+            raise ValueError(
+                f"several servers must be given as IP:PORT ({part!r} is not); "
+                "for a name, use dns:///NAME:PORT"
+            ) from None
+        if not port.isdigit():
+            raise ValueError(f"{part!r} has no port; give IP:PORT")
+        hosts.append((version, host, port))
+    if len({version for version, _, _ in hosts}) > 1:
+        raise ValueError("several servers must be all IPv4 or all IPv6")
+    if hosts[0][0] == 4:
+        return "ipv4:" + ",".join(f"{host}:{port}" for _, host, port in hosts), [ROUND_ROBIN]
+    return "ipv6:" + ",".join(f"[{host}]:{port}" for _, host, port in hosts), [ROUND_ROBIN]
 
 
 def credentials_for(tls: Tls) -> tuple[grpc.ChannelCredentials, Options]:
