@@ -8,7 +8,7 @@ DATASET ?= synthetic
 HOST ?= 127.0.0.1
 PORT ?= 50051
 
-.PHONY: run test venv proto check lint typecheck bench clean
+.PHONY: run test venv proto check lint typecheck bench clean cluster cluster-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,15 @@ test: venv $(NODE_DIR)/node_modules/.installed
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest -q -ra
+
+# The production topology on loopback, no Docker: a 3-node Redis Cluster, the
+# PostgreSQL registry, the one-shot jobs, two replicas and nginx in front
+# (deploy/cluster.py; Debian's redis-server and nginx).
+cluster: venv
+	$(BIN)/python -m deploy.cluster up --home $(HOME_DIR)/cluster
+
+cluster-down: venv
+	$(BIN)/python -m deploy.cluster down --home $(HOME_DIR)/cluster
 
 lint: venv
 	$(BIN)/ruff check .
