@@ -26,7 +26,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
@@ -34,6 +33,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from server.processes import free_ports
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "nginx" / "shoprank.conf.template"
@@ -99,17 +100,6 @@ class Cluster:
         body = json.loads((home / "cluster.json").read_text())
         body["processes"] = [Process(**p) for p in body["processes"]]
         return cls(**body)
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def render_nginx(listen: str, ranker_a: str, ranker_b: str, down: Sequence[str] = ()) -> str:

@@ -32,6 +32,19 @@ def free_port(host: str) -> int:
         return port
 
 
+def free_ports(count: int, host: str = "127.0.0.1") -> list[int]:
+    """Ports the kernel has just handed out, all distinct: held open together while
+    picking, so the same one cannot come back twice."""
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind((host, 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
 def _child(settings: Settings, ready: Connection) -> None:
     from server import logs
     from server.app import run

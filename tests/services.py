@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -21,6 +20,8 @@ from pathlib import Path
 import psycopg
 import redis
 
+from server.processes import free_ports
+
 REDIS_BINARIES = ("redis-server", "redis-cli")
 POSTGRES_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 STARTUP_SECONDS = 20.0
@@ -28,19 +29,6 @@ STARTUP_SECONDS = 20.0
 
 def missing_redis_binaries() -> list[str]:
     return [name for name in REDIS_BINARIES if shutil.which(name) is None]
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports the kernel has just handed out, all distinct; held open together
-    while picking so the same one cannot come back twice."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for s in sockets:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in sockets]
-    finally:
-        for s in sockets:
-            s.close()
 
 
 def _wait_for(ready: Callable[[], object], what: str, process: subprocess.Popen[bytes]) -> None:
