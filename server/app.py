@@ -46,6 +46,7 @@ from server.transport.tracing import tracer_for
 from training import registry
 
 log = logging.getLogger(__name__)
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 @dataclass
@@ -264,9 +265,6 @@ def user_fallback(settings: Settings, features: FeatureSource) -> UserFallback:
     if isinstance(features, CachedFeatures):
         return features.users
     return UserFallback(features.user, Policy.of(settings), UserRow.unknown(False))
-
-
-NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 
 
 def describe(running: Running | None, loaded: Loaded) -> pb.ServingInfo:

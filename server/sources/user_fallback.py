@@ -113,7 +113,8 @@ class UserFallback:
         self._failures += 1
         if self._failures >= FAILURES_TO_OPEN and self.down_since is None:
             self.down_since = self._clock()
-            log.error("online store down, serving %s: %s", self._policy.on_failure, error)
+            then = "are served stale or cold-start" if self.degrades else "fail (UNAVAILABLE)"
+            log.error("online store down, calls %s until it answers: %s", then, error)
 
     def _fallback(self, user_id: str) -> tuple[UserRow, str]:
         if not self.degrades:
