@@ -9,6 +9,10 @@ Each test prints its fault's figures: calls sent, failed by code, time to recove
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.request
@@ -32,6 +36,7 @@ from tests.services import RedisProcess, missing_redis_binaries
 from tests.support import ServerThread, materialized_copy
 
 Flag = pb.ScoreParts.Flag
+ROOT = Path(__file__).resolve().parents[2]
 PROBE_SECONDS = 0.2
 RECOVERY_LIMIT = 5.0  # the issue's bound; the probe makes it PROBE_SECONDS here
 DEADLINE = 2.0
@@ -40,9 +45,11 @@ LOAD_USERS = [f"user_{i:06d}" for i in range(1, 21)]
 UNSEEN_USERS = [f"user_{i:06d}" for i in range(200, 210)]  # never read before the outage
 
 
-def rank(stub: pb_grpc.RankerStub, user: str, explain: bool = False) -> list[pb.RankResponse]:
+def rank(
+    stub: pb_grpc.RankerStub, user: str, explain: bool = False, timeout: float = DEADLINE
+) -> list[pb.RankResponse]:
     request = pb.RankRequest(user_id=user, candidate_item_ids=ITEMS, top_k=10, explain=explain)
-    return list(stub.Rank(request, timeout=DEADLINE))
+    return list(stub.Rank(request, timeout=timeout))
 
 
 def outcome(pages: list[pb.RankResponse]) -> str:
@@ -265,3 +272,66 @@ def test_with_fail_a_down_store_gets_unavailable_and_not_serving_then_recovers(
     assert outcomes == {"FRESH", "UNAVAILABLE"}
     assert all(c.outcome == "UNAVAILABLE" for c in load_.calls if went + 0.5 < c.started < back)
     assert recovered.started - back <= RECOVERY_LIMIT
+
+
+def test_sigterm_says_not_serving_and_lets_the_call_in_flight_finish(
+    on_redis: tuple[Workspace, RedisProcess],
+) -> None:
+    """A real `shoprank serve` and a real SIGTERM. The call in flight is held in its
+    user read by a hung Redis (the read timeout is longer than the drain); the health
+    watch says NOT_SERVING at once, the call ends OK once Redis answers, exit 0."""
+    copy, redis = on_redis
+    port = free_port("127.0.0.1")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "SHOPRANK_ONLINE_STORE": "redis",
+        "SHOPRANK_REDIS": redis.url,
+        "SHOPRANK_USER_READ_TIMEOUT_SECONDS": "10",
+        "SHOPRANK_GRACE_SECONDS": "10",
+    }
+    command = [sys.executable, "-m", "server.cli", "serve", "--home", str(copy.home)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port), "--processes", "1"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        assert "serving on" in process.stdout.readline()
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            watch = health_pb2_grpc.HealthStub(channel).Watch(
+                health_pb2.HealthCheckRequest(service=""), timeout=30
+            )
+            statuses = [next(watch).status]
+            stub = pb_grpc.RankerStub(channel)
+            redis.pause()
+            result: dict[str, object] = {}
+
+            def in_flight() -> None:
+                try:
+                    result["pages"] = rank(stub, LOAD_USERS[0], explain=False, timeout=30)
+                except grpc.RpcError as error:
+                    result["error"] = error.code().name
+
+            thread = threading.Thread(target=in_flight)
+            thread.start()
+            time.sleep(0.5)  # the call is in its user read, waiting on the hung Redis
+            process.send_signal(signal.SIGTERM)
+            statuses.append(next(watch).status)
+            time.sleep(0.5)
+            redis.resume()
+            thread.join(timeout=30)
+        assert process.wait(timeout=30) == 0
+    finally:
+        redis.resume()
+        if process.poll() is None:
+            process.kill()
+    assert statuses == [
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    ]
+    assert "error" not in result, result
+    pages = result["pages"]
+    assert isinstance(pages, list) and outcome(pages) == "FRESH"
+    assert len(answer(pages)) == 10
