@@ -134,6 +134,7 @@ def test_promote_reject_and_roll_back_under_load(
         time.sleep(0.3)
 
     # No call failed across three swaps and two rejections, and both versions served.
+    print(f"\nthree swaps and two rejections under load, calls by version: {dict(load_.outcomes)}")
     assert set(load_.outcomes) == {first, second}, load_.outcomes
     assert min(load_.outcomes.values()) > 0
     with pytest.raises(ValueError, match="no earlier version to roll back to"):
@@ -172,6 +173,10 @@ def test_an_unreadable_registry_delays_a_swap_rejects_nothing_and_fails_no_call(
         away.rename(registry_file)
         wait_for(channel, second)
         time.sleep(0.3)
+    print(
+        f"\nregistry unreadable for {5 * POLL:g}s under load, calls by version: "
+        f"{dict(load_.outcomes)}"
+    )
     assert set(load_.outcomes) == {first, second}, load_.outcomes
     assert "shoprank_model_rejected_total{" not in scrape(metrics)
     retried = [r.message for r in caplog.records if "not checked yet" in r.message]
