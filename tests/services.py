@@ -52,11 +52,9 @@ class _Node:
     options: Sequence[str] = ()
 
 
-@contextmanager
-def _spawned(node: _Node) -> Iterator[tuple[subprocess.Popen[bytes], redis.Redis]]:
-    """One redis-server, no persistence, logging into its directory; always stopped."""
-    node.directory.mkdir(parents=True, exist_ok=True)
-    command = [
+def _command(node: _Node) -> list[str]:
+    """redis-server on loopback, its files in its directory, saving only when told."""
+    return [
         "redis-server",
         "--port", str(node.port),
         "--bind", "127.0.0.1",
@@ -66,7 +64,13 @@ def _spawned(node: _Node) -> Iterator[tuple[subprocess.Popen[bytes], redis.Redis
         "--appendonly", "no",
         *node.options,
     ]  # fmt: skip
-    process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+
+
+@contextmanager
+def _spawned(node: _Node) -> Iterator[tuple[subprocess.Popen[bytes], redis.Redis]]:
+    """One redis-server, no persistence, logging into its directory; always stopped."""
+    node.directory.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(_command(node), stdin=subprocess.DEVNULL)
     client = redis.Redis(host="127.0.0.1", port=node.port, socket_timeout=5)
     try:
         yield process, client
@@ -110,16 +114,8 @@ class RedisProcess:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        command = [
-            "redis-server",
-            "--port", str(self.port),
-            "--bind", "127.0.0.1",
-            "--dir", str(self.directory),
-            "--logfile", "redis.log",
-            "--dbfilename", "dump.rdb",
-            "--save", "",
-            "--appendonly", "no",
-        ]  # fmt: skip
+        # The default dbfilename, dump.rdb, is what save() writes and a start loads.
+        command = _command(_Node(self.directory, self.port))
         self._process = process = subprocess.Popen(command, stdin=subprocess.DEVNULL)
         client = redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=5)
         try:
