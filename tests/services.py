@@ -66,6 +66,16 @@ def _command(node: _Node) -> list[str]:
     ]  # fmt: skip
 
 
+def _terminate(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, and SIGKILL if the process outstays 10 s."""
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 @contextmanager
 def _spawned(node: _Node) -> Iterator[tuple[subprocess.Popen[bytes], redis.Redis]]:
     """One redis-server, no persistence, logging into its directory; always stopped."""
@@ -76,12 +86,7 @@ def _spawned(node: _Node) -> Iterator[tuple[subprocess.Popen[bytes], redis.Redis
         yield process, client
     finally:
         client.close()
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _terminate(process)
 
 
 @contextmanager
@@ -146,12 +151,7 @@ class RedisProcess:
         if process is None or process.poll() is not None:
             return
         process.send_signal(signal.SIGCONT)  # a stopped process cannot act on SIGTERM
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _terminate(process)
 
 
 @contextmanager
