@@ -129,6 +129,10 @@ def use_write_ahead_log(store: FeatureStore) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
 
 
+# "shoprank": the bulk writer (features.materialize); "feast": Feast's own materialize.
+WRITERS = ("shoprank", "feast")
+
+
 def marker_path(workspace: Workspace) -> Path:
     """Written after each materialization; readers poll it to notice new data."""
     return workspace.repo_dir / "data" / "materialized.json"
@@ -140,14 +144,18 @@ def materialize(
     end: datetime | None = None,
     incremental: bool = False,
     only: list[str] | None = None,
+    writer: str = "shoprank",
+    progress: bool = False,
+    batch_rows: int | None = None,
 ) -> dict[str, int]:
     """Load the latest feature rows in [start, end) into the online store.
 
     Without a range, the whole offline store is loaded; `incremental` starts
-    where the registry says the last materialization ended. Feast writes in
-    batches per feature view and holds the latest row per entity, not the
-    history. `only` names the views to load (default: every view with data).
-    Returns the entities written per feature view.
+    where the registry says the last materialization ended. The online store
+    holds the latest row per entity, not the history. `only` names the views to
+    load (default: every view with data). `writer` is "shoprank", the bulk path
+    of features.materialize, or "feast", Feast's own materialize. Returns the
+    entities written per feature view.
     """
     candidates = {
         names.USER_VIEW: (workspace.user_features_path, names.USER_KEY),
@@ -166,6 +174,18 @@ def materialize(
     store = open_store(workspace)
     use_write_ahead_log(store)  # a store applied before WAL was used gets it here
     views = list(tables)
+    if writer not in WRITERS:
+        raise ValueError(f"--writer {writer} is not one of {', '.join(WRITERS)}")
+    if writer == "shoprank":
+        from features.materialize import BATCH_ROWS, view_table, write_views
+
+        # Each view from where it last ended (incremental) or from the range's start.
+        ends = {v.name: v.most_recent_end_time for v in store.list_feature_views()}
+        starts = {v: (ends.get(v) if incremental else None) or start or low for v in views}
+        found = [view_table(v, path) for v, (path, _) in tables.items()]
+        counts = write_views(store, found, starts, end, progress, batch_rows or BATCH_ROWS)
+        _write_marker(workspace, min(starts.values()), end, counts)
+        return counts
     if incremental:
         start = _last_end(store) or low
         store.materialize_incremental(end_date=end, feature_views=views)

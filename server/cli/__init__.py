@@ -70,6 +70,15 @@ def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     features.add_argument(
         "--incremental", action="store_true", help="materialize: from where the last run ended"
     )
+    features.add_argument(
+        "--writer",
+        choices=("shoprank", "feast"),
+        default="shoprank",
+        help="materialize: shoprank's bulk writer (default) or Feast's own",
+    )
+    features.add_argument(
+        "--batch-rows", type=int, help="materialize: entities per write batch (default 20000)"
+    )
     _home(features)
     features.set_defaults(run=commands.cmd_features)
 

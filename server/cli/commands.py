@@ -68,7 +68,15 @@ def cmd_features(settings: Settings, args: argparse.Namespace) -> None:
         start = parse_time(args.start) if args.start else None
         end = parse_time(args.end) if args.end else None
         started = time.perf_counter()
-        counts = store.materialize(workspace, start, end, incremental=args.incremental)
+        counts = store.materialize(
+            workspace,
+            start,
+            end,
+            args.incremental,
+            writer=args.writer,
+            progress=True,
+            batch_rows=args.batch_rows,
+        )
         for view, rows in counts.items():
             say(f"materialized {view}: {rows} entities")
         say(f"materialize took {time.perf_counter() - started:.1f}s")

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import sqlite3
-import struct
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -25,15 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from features.online_layout import EntityKeys, feature_field, parse_connection_string, redis_client
 from features.store import sqlite_online_path
 from server.errors import FeatureStoreUnavailable
 from server.sources.resp import RespClient
 
 if TYPE_CHECKING:
     from feast import FeatureStore
-
-
-REDIS_TIMEOUT_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -55,33 +51,6 @@ class UserReads(Protocol):
     async def read_async(self, user_id: str) -> list[ViewRow]:
         """One user's rows, without blocking the event loop on a network store."""
         ...
-
-
-class EntityKeys:
-    """Feast's serialised entity key of a one-string-key entity, without Feast's per-call
-    proto building: the bytes before the value are fixed, so they are computed once."""
-
-    def __init__(self, join_key: str, version: int) -> None:
-        from feast.infra.key_encoding_utils import serialize_entity_key
-        from feast.protos.feast.types.EntityKey_pb2 import EntityKey
-        from feast.protos.feast.types.Value_pb2 import Value
-
-        def feast(value: str) -> bytes:
-            key = EntityKey(join_keys=[join_key], entity_values=[Value(string_val=value)])
-            encoded: bytes = serialize_entity_key(key, entity_key_serialization_version=version)
-            return encoded
-
-        empty = feast("")
-        self._prefix = empty[:-4]  # the value's uint32 length, zero here, ends the key
-        self._feast = feast
-        if empty[-4:] != b"\0\0\0\0" or self.key("probe-1") != feast("probe-1"):
-            self._prefix = b""  # another encoding: take Feast's function every time
-
-    def key(self, value: str) -> bytes:
-        if not self._prefix:
-            return self._feast(value)
-        raw = value.encode()
-        return self._prefix + struct.pack("<I", len(raw)) + raw
 
 
 MMAP_BYTES = 1 << 30
@@ -183,13 +152,6 @@ def _sqlite_epoch(stored: int) -> float:
     return datetime.fromtimestamp(stored).replace(tzinfo=UTC).timestamp()
 
 
-def feature_field(view: str, feature: str) -> bytes:
-    """Feast's Redis hash field of a feature: murmur3-32 of "view:feature", little-endian."""
-    import mmh3
-
-    return struct.pack("<I", mmh3.hash(f"{view}:{feature}", signed=False))
-
-
 class RedisUserReads:
     """All user views of a user in one HMGET of the entity's Redis hash, where Feast keeps
     every view of an entity (fields murmur3("view:feature") and "_ts:view"); a batch of
@@ -258,44 +220,6 @@ class RedisUserReads:
             row = {f: v for f, v in zip(view.features, found, strict=True) if v}
             rows.append((row, ts.seconds + ts.nanos / 1e9) if row else None)
         return rows
-
-
-def parse_connection_string(text: str) -> tuple[list[tuple[str, int]], dict[str, Any]]:
-    """Feast's connection string host:port[,host:port...][,key=value...], read as Feast
-    reads it (values are JSON where they parse as JSON): (nodes, options)."""
-    nodes: list[tuple[str, int]] = []
-    params: dict[str, Any] = {}
-    for part in text.split(","):
-        if "=" in part:
-            key, raw = part.split("=", 1)
-            try:
-                params[key] = json.loads(raw)
-            except json.JSONDecodeError:
-                params[key] = raw
-        else:
-            host, _, port = part.rpartition(":")
-            nodes.append((host, int(port)))
-    # A hung Redis must fail the call fast (UNAVAILABLE), not hang it; the
-    # connection string can say otherwise.
-    params.setdefault("socket_timeout", REDIS_TIMEOUT_SECONDS)
-    params.setdefault("socket_connect_timeout", REDIS_TIMEOUT_SECONDS)
-    return nodes, params
-
-
-def redis_client(redis_type: str, connection_string: str, asynchronous: bool = False) -> Any:
-    """A redis-py client for Feast's connection string."""
-    if asynchronous:
-        from redis.asyncio import Redis
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-    else:
-        from redis import Redis
-        from redis.cluster import ClusterNode, RedisCluster
-
-    nodes, params = parse_connection_string(connection_string)
-    if redis_type == "redis_cluster":
-        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in nodes], **params)
-    first_host, first_port = nodes[0]
-    return Redis(host=first_host, port=first_port, **params)
 
 
 # What server.resp's client understands of a connection string; anything else

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from redis.cluster import RedisCluster
 
+from features.online_layout import redis_client
 from features.rows import ItemRows
 from features.workspace import Stores, Workspace
 from server.sources.cache_refresh import CachedFeatures
 from server.sources.feast_provider import FeastFeatures
 from server.sources.item_cache import ItemFeatureCache
 from server.sources.port import FeatureSource
-from server.sources.user_reads import redis_client
 from tests.integration.test_user_reads import assert_same_user
 
 ITEMS = ["item_000005", "no-such-item", "item_000000", "item_000199", "item_000005"]

@@ -10,17 +10,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from features.online_layout import EntityKeys, feature_field, redis_client
 from features.rows import UserRow
 from features.store import sqlite_online_path
 from features.workspace import Workspace
 from server.sources.feast_provider import FeastFeatures
-from server.sources.user_reads import (
-    MMAP_BYTES,
-    EntityKeys,
-    SqliteUserReads,
-    feature_field,
-    redis_client,
-)
+from server.sources.user_reads import MMAP_BYTES, SqliteUserReads
 
 
 def assert_same_user(fast: UserRow, sdk: UserRow) -> None:
