@@ -4,6 +4,12 @@ Every data set lands as the same four files (catalog, users, training events,
 held-out events) plus a manifest. They are written into a temporary folder
 beside ``data/`` and swapped in with one rename, so a failed or interrupted
 run never leaves a half-written data set behind.
+
+Event files are sorted by time, in row groups of EVENT_ROW_GROUP_ROWS, so a
+reader of one time window (each backfill snapshot) reads only the row groups
+whose statistics overlap it. The sort is external: the chunks are spilled
+into time buckets, then each bucket is sorted and appended, so memory holds a
+bucket, never the whole history.
 """
 
 from __future__ import annotations
@@ -18,12 +24,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from features.schema import CATALOG_SCHEMA, EVENTS_SCHEMA, USERS_SCHEMA
 from features.workspace import Workspace
+
+EVENT_ROW_GROUP_ROWS = 65_536
+# Time buckets of the external sort: about this many per row group's worth of
+# events (skewed days share the rest), at most MAX_BUCKETS open spill files.
+BUCKETS_PER_ROW_GROUP = 4
+MAX_BUCKETS = 1024
+SPILL_BATCH_ROWS = 262_144
 
 
 @dataclass(frozen=True)
@@ -74,6 +88,7 @@ def write_dataset(
     event_chunks: Iterable[tuple[pa.Table, pa.Table]],
     split_ts: datetime,
     params: dict[str, Any],
+    row_group_rows: int = EVENT_ROW_GROUP_ROWS,
 ) -> Manifest:
     """Write (training, held-out) event chunks and the tables; swap them in at the end."""
     workspace.home.mkdir(parents=True, exist_ok=True)
@@ -81,7 +96,7 @@ def write_dataset(
     try:
         pq.write_table(catalog.cast(CATALOG_SCHEMA), staging / workspace.catalog_path.name)
         pq.write_table(users.cast(USERS_SCHEMA), staging / workspace.users_path.name)
-        counts, start, end = _write_events(staging, workspace, event_chunks)
+        counts, start, end = _write_events(staging, workspace, event_chunks, row_group_rows)
         counts.update(items=catalog.num_rows, users=users.num_rows)
         manifest = Manifest(dataset, split_ts, start or split_ts, end or split_ts, counts, params)
         (staging / workspace.manifest_path.name).write_text(manifest.to_json())
@@ -93,10 +108,14 @@ def write_dataset(
 
 
 def _write_events(
-    staging: Path, workspace: Workspace, chunks: Iterable[tuple[pa.Table, pa.Table]]
+    staging: Path,
+    workspace: Workspace,
+    chunks: Iterable[tuple[pa.Table, pa.Table]],
+    row_group_rows: int,
 ) -> tuple[dict[str, int], datetime | None, datetime | None]:
-    train_path = staging / workspace.events_path.name
-    heldout_path = staging / workspace.heldout_path.name
+    """The chunks as they come into unsorted files, then each file sorted by time."""
+    train_path = staging / f".unsorted-{workspace.events_path.name}"
+    heldout_path = staging / f".unsorted-{workspace.heldout_path.name}"
     counts = {"events": 0, "heldout": 0}
     start: datetime | None = None
     end: datetime | None = None
@@ -116,7 +135,67 @@ def _write_events(
                 low, high = pc.min_max(table["ts"]).values()
                 start = low.as_py() if start is None else min(start, low.as_py())
                 end = high.as_py() if end is None else max(end, high.as_py())
+    for unsorted, target in (
+        (train_path, workspace.events_path),
+        (heldout_path, workspace.heldout_path),
+    ):
+        sort_by_time(unsorted, staging / target.name, row_group_rows)
+        unsorted.unlink()
     return counts, start, end
+
+
+def sort_by_time(source: Path, target: Path, row_group_rows: int) -> None:
+    """Write source's events to target in time order (ties keep their order), in row
+    groups of row_group_rows: spilled into equal time spans, each sorted in memory."""
+    file = pq.ParquetFile(source)
+    total = file.metadata.num_rows
+    if total == 0:
+        pq.write_table(EVENTS_SCHEMA.empty_table(), target)
+        return
+    low, high = _ts_range(file)
+    count = min(MAX_BUCKETS, max(1, -(-total * BUCKETS_PER_ROW_GROUP // row_group_rows)))
+    width = max(1, -(-(high - low + 1) // count))  # microseconds per bucket
+    spill = target.with_name(f".buckets-{target.name}")
+    spill.mkdir()
+    writers: dict[int, pq.ParquetWriter] = {}
+    try:
+        for batch in file.iter_batches(batch_size=SPILL_BATCH_ROWS):
+            ts = batch.column("ts").cast(pa.int64()).to_numpy()
+            bucket = (ts - low) // width
+            order = np.argsort(bucket, kind="stable")
+            ordered = batch.take(pa.array(order))
+            edges = np.searchsorted(bucket[order], np.arange(count + 1))
+            for b in np.flatnonzero(np.diff(edges)).tolist():
+                if b not in writers:
+                    writers[b] = pq.ParquetWriter(spill / f"{b:05d}.parquet", EVENTS_SCHEMA)
+                part = ordered.slice(edges[b], edges[b + 1] - edges[b])
+                writers[b].write_table(pa.Table.from_batches([part]))
+        for writer in writers.values():
+            writer.close()
+        with pq.ParquetWriter(target, EVENTS_SCHEMA) as out:
+            pending = EVENTS_SCHEMA.empty_table()  # carried over, so row groups are whole
+            for b in sorted(writers):
+                events = pq.read_table(spill / f"{b:05d}.parquet").sort_by("ts")
+                pending = pa.concat_tables([pending, events])
+                whole = pending.num_rows - pending.num_rows % row_group_rows
+                if whole:
+                    out.write_table(pending.slice(0, whole), row_group_size=row_group_rows)
+                    pending = pending.slice(whole)
+            if pending.num_rows:
+                out.write_table(pending, row_group_size=row_group_rows)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _ts_range(file: pq.ParquetFile) -> tuple[int, int]:
+    """The file's earliest and latest event time, in microseconds since the epoch."""
+    low, high = None, None
+    for batch in file.iter_batches(batch_size=SPILL_BATCH_ROWS, columns=["ts"]):
+        a, b = pc.min_max(batch.column("ts").cast(pa.int64())).values()
+        low = a.as_py() if low is None else min(low, a.as_py())
+        high = b.as_py() if high is None else max(high, b.as_py())
+    assert low is not None and high is not None
+    return low, high
 
 
 def _swap_in(staging: Path, target: Path) -> None:

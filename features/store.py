@@ -38,6 +38,7 @@ def repo_settings(workspace: Workspace) -> dict[str, Any]:
     return {
         **template,
         "online_store": stores.online_config(),
+        "offline_store": stores.offline_config(),
         "registry": stores.registry_config(),
     }
 
@@ -78,12 +79,14 @@ def _not_the_file_registry_warning(record: logging.LogRecord) -> bool:
     return not record.getMessage().startswith("`serve_features_while_materializing` is enabled")
 
 
-def definitions(repo_dir: Path) -> list[Any]:
+def definitions(repo_dir: Path, offline_store: str = "duckdb") -> list[Any]:
     """The repo's entities, feature views and services, with file sources anchored
     at repo_dir.
 
     Feast's DuckDB offline store reads a FileSource path as given, relative to
-    the working directory, so sources are registered with absolute paths.
+    the working directory, so sources are registered with absolute paths. With
+    the Spark offline store, each view reads the same parquet files through a
+    SparkSource: the repo declares its tables once, the settings say who reads them.
     """
     from feast import Entity, FeatureService, FeatureView, FileSource
 
@@ -93,13 +96,31 @@ def definitions(repo_dir: Path) -> list[Any]:
         path = Path(source.file_options.uri)
         if not path.is_absolute():
             source.file_options.uri = str(repo_dir.resolve() / path)
-    return [value for value in found if isinstance(value, Entity | FeatureView | FeatureService)]
+    objects = [v for v in found if isinstance(v, Entity | FeatureView | FeatureService)]
+    if offline_store == "spark":
+        for view in (v for v in objects if isinstance(v, FeatureView)):
+            # A batch-sourced view keeps its source in these two (feast.FeatureView).
+            view.data_source = view.batch_source = _spark_source(view.batch_source)
+    return objects
+
+
+def _spark_source(source: Any) -> Any:
+    from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (
+        SparkSource,
+    )
+
+    return SparkSource(
+        name=source.name,
+        path=source.file_options.uri,
+        file_format="parquet",
+        timestamp_field=source.timestamp_field,
+    )
 
 
 def apply(workspace: Workspace) -> list[str]:
     """Register the entities, feature views and services; returns their names."""
     install_repo(workspace)
-    objects = definitions(workspace.repo_dir)
+    objects = definitions(workspace.repo_dir, workspace.stores.offline_store)
     store = open_store(workspace)
     store.apply(objects)
     use_write_ahead_log(store)

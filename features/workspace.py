@@ -14,6 +14,7 @@ from typing import Any
 from features import names
 
 ONLINE_STORES = ("sqlite", "redis", "redis_cluster")
+OFFLINE_STORES = ("duckdb", "spark")
 # How stale a process's copy of the registry may get: a server sees a new
 # `features apply` from another host within this many seconds.
 REGISTRY_TTL_SECONDS = 60
@@ -30,6 +31,17 @@ class Stores:
     redis: str = "127.0.0.1:6379"
     # Empty: a file in the repo; otherwise a SQLAlchemy URL that jobs and servers share.
     registry: str = ""
+    # duckdb (in-process) or spark (Feast's Spark offline store, at spark's master).
+    offline_store: str = "duckdb"
+    # Spark settings, spark.master among them: the backfill's and the offline store's.
+    spark: tuple[tuple[str, str], ...] = (("spark.master", "local[*]"),)
+
+    def offline_config(self) -> dict[str, Any]:
+        """feature_store.yaml's offline_store section."""
+        if self.offline_store == "spark":
+            conf = {"spark.sql.session.timeZone": "UTC", "spark.ui.enabled": "false"}
+            return {"type": "spark", "spark_conf": {**conf, **dict(self.spark)}}
+        return {"type": "duckdb"}
 
     def online_config(self) -> dict[str, Any]:
         """feature_store.yaml's online_store section; paths are relative to the repo."""

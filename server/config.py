@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from features.workspace import ONLINE_STORES, Stores, Workspace
+from features.workspace import OFFLINE_STORES, ONLINE_STORES, Stores, Workspace
 
 ENV_PREFIX = "SHOPRANK_"
 LOG_FORMATS = ("text", "json")
@@ -68,6 +68,15 @@ class Settings:
     # Feast registry: empty = a file in the workspace's repo; otherwise a SQLAlchemy
     # URL (postgresql+psycopg://user@host:5432/db) that jobs and servers share.
     registry: str = ""
+    # Feast offline store, for training's point-in-time joins: duckdb (the parquet
+    # tables read in-process) or spark (the same tables, read by Feast's Spark store).
+    offline_store: str = "duckdb"
+    # Where `features backfill --engine spark` and the Spark offline store run:
+    # local[*] (this machine's cores) or a cluster's master URL (spark://host:7077).
+    spark_master: str = "local[*]"
+    # More Spark settings for both, as key=value,key=value
+    # (spark.executor.memory=8g,spark.sql.shuffle.partitions=400).
+    spark_conf: str = ""
     # Items held in memory; the whole catalogue when it fits (1M items of 128
     # dims is about 0.6 GB), else the most recently used.
     item_cache_capacity: int = 1_000_000
@@ -112,7 +121,20 @@ class Settings:
     @property
     def workspace(self) -> Workspace:
         """The workspace at home, with the Feast stores these settings name."""
-        return Workspace(self.home, Stores(self.online_store, self.redis, self.registry))
+        spark = (("spark.master", self.spark_master), *spark_pairs(self.spark_conf))
+        stores = Stores(self.online_store, self.redis, self.registry, self.offline_store, spark)
+        return Workspace(self.home, stores)
+
+
+def spark_pairs(text: str) -> tuple[tuple[str, str], ...]:
+    """SHOPRANK_SPARK_CONF's key=value,key=value, as pairs."""
+    pairs = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"spark_conf entry {part!r} is not key=value")
+        pairs.append((key.strip(), value.strip()))
+    return tuple(pairs)
 
 
 def _coerce(name: str, raw: str, kind: type) -> Any:
@@ -177,6 +199,12 @@ def validate(settings: Settings) -> Settings:
         if not 0 <= getattr(settings, name) <= 65535:
             raise ConfigError(f"{name} must be a port number, got {getattr(settings, name)}")
     _validate_stores(settings)
+    if settings.offline_store not in OFFLINE_STORES:
+        raise ConfigError(
+            f"offline_store must be one of {', '.join(OFFLINE_STORES)}, "
+            f"got {settings.offline_store!r}"
+        )
+    spark_pairs(settings.spark_conf)
     if settings.log_format not in LOG_FORMATS:
         raise ConfigError(f"log_format must be text or json, got {settings.log_format!r}")
     for name in (

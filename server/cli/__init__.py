@@ -77,6 +77,15 @@ def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         help="materialize: shoprank's bulk writer (default) or Feast's own",
     )
     features.add_argument(
+        "--engine",
+        choices=("local", "spark"),
+        default="local",
+        help="backfill: this process (numpy) or PySpark (see docs/data-team.md)",
+    )
+    features.add_argument(
+        "--spark-master", help="backfill --engine spark: a master URL (default local[*])"
+    )
+    features.add_argument(
         "--batch-rows", type=int, help="materialize: entities per write batch (default 20000)"
     )
     _home(features)
@@ -213,6 +222,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
         tls_client_ca=getattr(args, "tls_client_ca", None),
         auth_tokens=getattr(args, "auth_tokens", None),
         log_format=getattr(args, "log_format", None),
+        spark_master=getattr(args, "spark_master", None),
     )
 
 

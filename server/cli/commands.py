@@ -95,7 +95,14 @@ def run_backfill(workspace: Workspace, args: argparse.Namespace) -> None:
         # One snapshot per day boundary in (start, end], plus end itself.
         times = snapshot_times(start - timedelta(days=1), end, limit=100_000)
         times = [t for t in times if t >= start]
-    report = backfill(workspace, times, dry_run=args.dry_run, progress=not args.dry_run)
+    if args.engine == "spark":
+        if args.dry_run:
+            raise ValueError("--dry-run is the local engine's; leave out --engine spark")
+        from features.spark_backfill import backfill_spark
+
+        report = backfill_spark(workspace, times, progress=True)
+    else:
+        report = backfill(workspace, times, dry_run=args.dry_run, progress=not args.dry_run)
     for line in report.lines():
         say(line)
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
@@ -153,3 +154,44 @@ def test_a_killed_backfill_re_run_completes_like_a_clean_run(tmp_path: Path) -> 
         got = pq.read_table(getattr(killed, table)).sort_by([("event_timestamp", "ascending")])
         want = pq.read_table(getattr(clean, table)).sort_by([("event_timestamp", "ascending")])
         assert got.equals(want)
+
+
+def test_events_are_stored_in_time_order_so_a_window_reads_only_its_row_groups(
+    tmp_path: Path,
+) -> None:
+    workspace = Workspace(tmp_path)
+    catalog = pa.Table.from_pylist(
+        [{"item_id": "i0", "title": None, "price": 1.0, "attributes": "category=a"}],
+        schema=CATALOG_SCHEMA,
+    )
+    # Ten days of 50 events each, shuffled and split over two chunks.
+    moments = [T0 + timedelta(days=d, minutes=17 * k) for d in range(10) for k in range(50)]
+    shuffled = [moments[(i * 7919) % len(moments)] for i in range(len(moments))]
+    rows = [_event(f"u{i % 13}", "i0", "view", ts) for i, ts in enumerate(shuffled)]
+    # Two events at one time, in chunk order: the sort must keep that order.
+    tie = T0 + timedelta(days=3, seconds=1)
+    rows[10] = _event("first", "i0", "view", tie)
+    rows[400] = _event("second", "i0", "view", tie)
+    events = pa.Table.from_pylist(rows, schema=EVENTS_SCHEMA)
+    chunks = [(events.slice(0, 250), events.slice(0, 0)), (events.slice(250), events.slice(0, 7))]
+    users = pa.Table.from_pylist([], schema=USERS_SCHEMA)
+    write_dataset(workspace, "sorted", catalog, users, chunks, T0, {}, row_group_rows=64)
+
+    stored = pq.read_table(workspace.events_path)
+    ts = stored["ts"].to_pylist()
+    assert ts == sorted(ts)
+    assert sorted(stored.to_pylist(), key=repr) == sorted(events.to_pylist(), key=repr)
+    users_at_tie = [r["user_id"] for r in stored.to_pylist() if r["ts"] == tie]
+    assert users_at_tie == ["first", "second"]
+    assert pq.read_table(workspace.heldout_path).num_rows == 7
+
+    fragment = next(ds.dataset(workspace.events_path, format="parquet").get_fragments())
+    assert fragment.num_row_groups == 8  # 500 events in groups of 64
+    day = ds.field("ts") >= pa.scalar(T0 + timedelta(days=4), pa.timestamp("us", tz="UTC"))
+    day &= ds.field("ts") < pa.scalar(T0 + timedelta(days=5), pa.timestamp("us", tz="UTC"))
+    inside = [i for i, t in enumerate(ts) if T0 + timedelta(days=4) <= t < T0 + timedelta(days=5)]
+    read = fragment.split_by_row_group(filter=day)
+    # Only the groups holding the day's rows: the ones its first and last rows are in.
+    assert [g.row_groups[0].id for g in read] == list(range(inside[0] // 64, inside[-1] // 64 + 1))
+    assert len(read) < 8 / 2
+    assert sum(g.to_table(filter=day).num_rows for g in read) == len(inside)
