@@ -18,7 +18,7 @@ $(BIN)/python:
 # else that pulls torch afterwards then finds it satisfied.
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e '.[train,load,dev]'
+	$(BIN)/pip install -q -e '.[train,load,spark,dev]'
 	touch $@
 
 venv: $(VENV)/.installed

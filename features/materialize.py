@@ -50,6 +50,9 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 BATCH_ROWS = 20_000
+# Row groups' latest rows are folded together once this many are held: few
+# merges, and memory of a few times the entities at most.
+MERGE_ROWS = 1_000_000
 TIMESTAMP = "event_timestamp"
 US = pa.timestamp("us", tz="UTC")
 # Bulk writes take longer than a served read: a pipeline of a batch gets this long.
@@ -113,6 +116,8 @@ class LatestRows:
         """Pass 1: keys and times only, a row group at a time; returns the entities found."""
         dataset = ds.dataset(self.table.path, format="parquet")
         key = self.table.key
+        pending: list[pa.Table] = []
+        held = 0
         for fragment in dataset.get_fragments():
             for group in fragment.split_by_row_group(filter=self._filter):
                 found = group.to_table(columns=[key, TIMESTAMP], filter=self._filter)
@@ -121,24 +126,26 @@ class LatestRows:
                 index = len(self._groups)
                 self._groups.append(group)
                 latest = found.group_by(key).aggregate([(TIMESTAMP, "max")])
-                latest = pa.table(
-                    {
-                        key: latest[key],
-                        "ts": latest[f"{TIMESTAMP}_max"].cast(pa.int64()),
-                        "group": pa.array(np.full(latest.num_rows, index, dtype=np.int64)),
-                    }
-                )
-                self._latest = latest if self._latest is None else self._merge(latest)
+                ts = latest[f"{TIMESTAMP}_max"].cast(pa.int64())
+                where = pa.array(np.full(latest.num_rows, index, dtype=np.int64))
+                pending.append(pa.table({key: latest[key], "ts": ts, "group": where}))
+                held += latest.num_rows
+                if held >= MERGE_ROWS:
+                    self._merge(pending)
+                    pending, held = [], 0
+        self._merge(pending)
         return 0 if self._latest is None else self._latest.num_rows
 
-    def _merge(self, newer: pa.Table) -> pa.Table:
-        assert self._latest is not None
-        both = pa.concat_tables([self._latest, newer])
+    def _merge(self, pending: list[pa.Table]) -> None:
+        """Fold row groups' latest rows into the running latest: one row per key."""
+        if not pending:
+            return
+        both = pa.concat_tables(pending if self._latest is None else [self._latest, *pending])
         key = self.table.key
         best = both.group_by(key).aggregate([("ts", "max")]).rename_columns([key, "ts"])
         winners = both.join(best, keys=[key, "ts"], join_type="inner")
         # Equal times in two row groups: the later group's row, as a later write would.
-        return (
+        self._latest = (
             winners.group_by([key, "ts"])
             .aggregate([("group", "max")])
             .rename_columns([key, "ts", "group"])

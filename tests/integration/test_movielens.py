@@ -135,16 +135,17 @@ def test_each_users_latest_rating_is_held_out_and_the_last_row_wins_a_tie(
     workspace = Workspace(tmp_path / "home")
     movielens.prepare(workspace, write_source(tmp_path / "src"))
     # User 1 rated Heat and then Casino at the same second: Casino, the later row, is held out.
+    # Both files are stored in time order (features.prepare).
     assert events(workspace.heldout_path) == [
+        ("10", "Alien³ (1992)", "rate", at(978200000), None, None),
         ("2", "Heat (1995)", "rate", at(978298000), None, None),
         ("1", "Casino (1995)", "rate", at(978302109), None, None),
-        ("10", "Alien³ (1992)", "rate", at(978200000), None, None),
     ]
     assert events(workspace.events_path) == [
-        ("1", "Toy Story (1995)", "rate", at(978300760), None, None),
-        ("1", "Heat (1995)", "rate", at(978302109), None, None),
-        ("1", "Jumanji (1995)", "rate", at(978301000), None, None),
         ("2", "Toy Story (1995)", "rate", at(978297000), None, None),
+        ("1", "Toy Story (1995)", "rate", at(978300760), None, None),
+        ("1", "Jumanji (1995)", "rate", at(978301000), None, None),
+        ("1", "Heat (1995)", "rate", at(978302109), None, None),
     ]
 
 
