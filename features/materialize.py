@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -35,7 +35,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
-from features import names
 from features.online_layout import (
     EntityKeys,
     feature_field,
@@ -59,7 +58,7 @@ US = pa.timestamp("us", tz="UTC")
 WRITE_TIMEOUT_SECONDS = 60.0
 
 
-class MaterializeError(Exception):
+class MaterializeError(ValueError):
     """The online store cannot take this materialization (a message for the operator)."""
 
 
@@ -74,17 +73,22 @@ class ViewTable:
     vectors: frozenset[str]  # the list<float32> features; the others are float32
 
 
-VIEW_FEATURES = {
-    names.USER_VIEW: (names.USER_KEY, names.USER_FEATURES, {"user_vector"}),
-    names.ITEM_VIEW: (names.ITEM_KEY, names.ITEM_FEATURES, {"item_vector"}),
-    names.USER_EMBEDDING_VIEW: (names.USER_KEY, (names.USER_EMBEDDING,), {names.USER_EMBEDDING}),
-    names.ITEM_EMBEDDING_VIEW: (names.ITEM_KEY, (names.ITEM_EMBEDDING,), {names.ITEM_EMBEDDING}),
-}
+def view_table(view: Any, path: Path) -> ViewTable:
+    """A registered FeatureView's table, its features typed as the registry types them."""
+    from feast.types import Array, Float32
 
-
-def view_table(view: str, path: Path) -> ViewTable:
-    key, features, vectors = VIEW_FEATURES[view]
-    return ViewTable(view, key, path, tuple(features), frozenset(vectors))
+    if len(view.join_keys) != 1:
+        raise MaterializeError(
+            f"{view.name} has {len(view.join_keys)} join keys; use --writer feast"
+        )
+    vectors = frozenset(f.name for f in view.features if f.dtype == Array(Float32))
+    odd = [f.name for f in view.features if f.name not in vectors and f.dtype != Float32]
+    if odd:
+        raise MaterializeError(
+            f"{view.name}: {', '.join(odd)} not float32 or a float32 list; use --writer feast"
+        )
+    features = tuple(f.name for f in view.features)
+    return ViewTable(view.name, view.join_keys[0], path, features, vectors)
 
 
 @dataclass(frozen=True)
@@ -180,7 +184,7 @@ def _first_per_key(rows: pa.Table, key: str) -> pa.Table:
         return rows
     numbered = rows.append_column("_row", pa.array(np.arange(rows.num_rows)))
     first = numbered.group_by(key).aggregate([("_row", "min")])["_row_min"]
-    return rows.take(pc.sort_indices(first))
+    return rows.take(first)
 
 
 def encode(rows: pa.Table, table: ViewTable, keys: EntityKeys) -> Encoded:
@@ -353,18 +357,20 @@ def writer_for(store: FeatureStore) -> Writer:
 
 def write_views(
     store: FeatureStore,
-    tables: Sequence[ViewTable],
+    paths: dict[str, Path],
     starts: dict[str, datetime],
     end: datetime,
     progress: bool = False,
     batch_rows: int = BATCH_ROWS,
 ) -> dict[str, int]:
-    """Materialize each view's latest rows in [starts[view], end); returns the entities
-    written per view."""
+    """Materialize each view's latest rows (its offline table at paths[view]) in
+    [starts[view], end); returns the entities written per view."""
     from tqdm import tqdm
 
     if batch_rows < 1:
         raise ValueError(f"--batch-rows {batch_rows}: a batch holds at least one entity")
+    views = {name: store.get_feature_view(name) for name in paths}
+    tables = [view_table(views[name], path) for name, path in paths.items()]
     keys = {
         key: EntityKeys(key, store.config.entity_key_serialization_version)
         for key in {t.key for t in tables}
@@ -386,7 +392,7 @@ def write_views(
                 for rows in latest.batches(batch_rows):
                     writer.write(table, encode(rows, table, keys[table.key]))
                     bar.update(rows.num_rows)
-            view = store.get_feature_view(table.view)
+            view = views[table.view]
             store.registry.apply_materialization(view, store.project, starts[table.view], end)
             counts[table.view] = total
     finally:

@@ -13,10 +13,12 @@ written as Spark SQL over the whole range at once rather than a fold over window
 - per snapshot the user vectors (sum of w_ui / |C_i| * item vector, normalised),
   the user and item biases, conversion rates and activity.
 
-Spark aggregates; the driver writes each snapshot's two parquet files in the
-local engine's layout (features.offline.write_snapshot: atomic, re-runs replace),
-one snapshot in its memory at a time. A test holds the two engines' rows equal:
-exactly, but for the vectors' float rounding.
+Spark aggregates and writes every snapshot into a hidden staging folder
+(partitioned by snapshot, which no reader of the offline store sees); the
+driver then rewrites each snapshot into the local engine's layout, one in its
+memory at a time (features.offline.write_snapshot: atomic, re-runs replace). A
+test holds the two engines' rows equal: exactly, but for the vectors' float
+rounding.
 """
 
 from __future__ import annotations
@@ -91,6 +93,11 @@ def backfill_spark(
     times = sorted(times or default_times(workspace))
     report = BackfillReport(snapshots=list(times))
     spark = session(workspace.stores.spark)
+    if progress:
+        print(
+            f"backfill (spark): {len(times)} snapshots on {spark.sparkContext.master}",
+            file=sys.stderr,
+        )
     try:
         catalog = _catalog(spark, workspace, report)
         tokens = [r["token"] for r in catalog.vocabulary.orderBy("j").collect()]

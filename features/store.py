@@ -190,6 +190,11 @@ def materialize(
         for v, t in candidates.items()
         if any(t[0].glob("*.parquet")) and (only is None or v in only)
     }
+    if not tables:
+        raise ValueError(
+            f"no offline tables under {workspace.offline_dir}; "
+            "run `shoprank features backfill` first"
+        )
     low, high = _time_range([path for path, _ in tables.values()])
     end = end or high + timedelta(seconds=1)
     store = open_store(workspace)
@@ -198,13 +203,13 @@ def materialize(
     if writer not in WRITERS:
         raise ValueError(f"--writer {writer} is not one of {', '.join(WRITERS)}")
     if writer == "shoprank":
-        from features.materialize import BATCH_ROWS, view_table, write_views
+        from features.materialize import BATCH_ROWS, write_views
 
         # Each view from where it last ended (incremental) or from the range's start.
         ends = {v.name: v.most_recent_end_time for v in store.list_feature_views()}
         starts = {v: (ends.get(v) if incremental else None) or start or low for v in views}
-        found = [view_table(v, path) for v, (path, _) in tables.items()]
-        counts = write_views(store, found, starts, end, progress, batch_rows or BATCH_ROWS)
+        paths = {v: path for v, (path, _) in tables.items()}
+        counts = write_views(store, paths, starts, end, progress, batch_rows or BATCH_ROWS)
         _write_marker(workspace, min(starts.values()), end, counts)
         return counts
     if incremental:

@@ -220,9 +220,53 @@ def test_latest_rows_take_each_entitys_newest_row_in_the_range(tmp_path: Path) -
     )
     write("c.parquet", [("u1", day + timedelta(days=5), 100.0)], 1)  # at the range's end: out
     write("d.parquet", [("u4", day - timedelta(days=1), 4.0)], 1)  # before its start: out
+    write("e.parquet", [("u5", day, 5.0), ("u5", day, 6.0)], 2)  # twice at one time: the first
     table = ViewTable("v", "user_id", tmp_path, ("score",), frozenset())
     latest = LatestRows(table, day, day + timedelta(days=5))
-    assert latest.scan() == 3
-    rows = pa.concat_tables(latest.batches(batch_rows=1))
+    assert latest.scan() == 4
+    rows = pa.concat_tables(latest.batches(batch_rows=2))
     found = sorted(zip(rows["user_id"].to_pylist(), rows["score"].to_pylist(), strict=True))
-    assert found == [("u1", 10.0), ("u2", 20.0), ("u3", 3.0)]
+    assert found == [("u1", 10.0), ("u2", 20.0), ("u3", 3.0), ("u5", 5.0)]
+
+
+def test_columns_serialise_as_feasts_own_value_protos() -> None:
+    from feast.infra.key_encoding_utils import serialize_entity_key
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey
+    from feast.protos.feast.types.Value_pb2 import Value
+    from feast.type_map import python_values_to_proto_values
+    from feast.value_type import ValueType
+
+    from features.online_layout import EntityKeys, float_list_values, float_values
+
+    def feast(values: list[Any], kind: ValueType) -> list[bytes]:
+        column = pa.array(values).to_numpy(zero_copy_only=False)
+        return [v.SerializeToString() for v in python_values_to_proto_values(column, kind)]
+
+    scalars = [0.5, None, float("nan"), 0.0, -3.25, 1e-40, float("inf")]
+    column = pa.array(scalars, pa.float32())
+    assert float_values(column).to_pylist() == feast(column.to_pylist(), ValueType.FLOAT)
+    assert float_values(column.slice(2)).to_pylist() == feast(
+        column.to_pylist()[2:], ValueType.FLOAT
+    )
+    lists = [[1.0, 2.5], None, [], [float("nan")] * 40, [0.25] * 2]
+    column = pa.array(lists, pa.list_(pa.float32()))
+    expected = feast(
+        [None if v is None else np.asarray(v, np.float32) for v in lists], ValueType.FLOAT_LIST
+    )
+    assert float_list_values(column).to_pylist() == expected
+    assert float_list_values(column.slice(1)).to_pylist() == expected[1:]
+    fixed = pa.array([[0.5] * 3, [1.5] * 3], pa.list_(pa.float32()))  # the one-reshape path
+    assert float_list_values(fixed).to_pylist() == feast(
+        [np.full(3, 0.5, np.float32), np.full(3, 1.5, np.float32)], ValueType.FLOAT_LIST
+    )
+
+    ids = ["user_000001", "", "ünïcödé 🛒", "x" * 300]
+    keys = EntityKeys("user_id", 3)
+    theirs = [
+        serialize_entity_key(
+            EntityKey(join_keys=["user_id"], entity_values=[Value(string_val=i)]), 3
+        )
+        for i in ids
+    ]
+    assert keys.keys(pa.array(ids)) == theirs
+    assert keys.keys(pa.array(ids).slice(1)) == theirs[1:]
