@@ -209,7 +209,9 @@ def materialize(
         ends = {v.name: v.most_recent_end_time for v in store.list_feature_views()}
         starts = {v: (ends.get(v) if incremental else None) or start or low for v in views}
         paths = {v: path for v, (path, _) in tables.items()}
-        counts = write_views(store, paths, starts, end, progress, batch_rows or BATCH_ROWS)
+        counts = write_views(
+            store, paths, starts, end, progress, BATCH_ROWS if batch_rows is None else batch_rows
+        )
         _write_marker(workspace, min(starts.values()), end, counts)
         return counts
     if incremental:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -182,3 +183,32 @@ def test_models_promote_and_rollback_say_what_is_current(
         "shoprank models: models promote needs a VERSION; `shoprank models list` shows them",
         f"shoprank models: no model version '0009' in {models}",
     ]
+
+
+@pytest.mark.parametrize("case", ["no batch", "spark dry run", "before any backfill"])
+def test_the_data_teams_commands_fail_with_one_line(
+    case: str, workspace: Workspace, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.support import copy_workspace
+
+    home = copy_workspace(workspace, tmp_path / "home")
+    words, message = {
+        "no batch": (
+            ["features", "materialize", "--batch-rows", "0"],
+            "--batch-rows 0: a batch holds at least one entity",
+        ),
+        "spark dry run": (
+            ["features", "backfill", "--engine", "spark", "--dry-run"],
+            "--dry-run is the local engine's; leave out --engine spark",
+        ),
+        "before any backfill": (
+            ["features", "materialize"],
+            f"no offline tables under {home.offline_dir}; run `shoprank features backfill` first",
+        ),
+    }[case]
+    if case == "before any backfill":
+        shutil.rmtree(home.offline_dir)
+    assert main(["features", "apply", "--home", str(home.home)]) == 0
+    capsys.readouterr()
+    assert main([*words, "--home", str(home.home)]) == 1
+    assert capsys.readouterr().err.strip() == f"shoprank features: {message}"
