@@ -21,19 +21,22 @@ gives the same store.
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 import sys
+import threading
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from queue import Full, Queue
 from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from features.online_layout import (
     EntityKeys,
@@ -48,10 +51,15 @@ from features.online_layout import (
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-BATCH_ROWS = 20_000
+BATCH_ROWS = 10_000
 # Row groups' latest rows are folded together once this many are held: few
 # merges, and memory of a few times the entities at most.
 MERGE_ROWS = 1_000_000
+SQLITE_CACHE_KIB = 128 * 1024
+# Encoded batches the reader thread may hold ahead of the writer: memory bound.
+QUEUED_BATCHES = 2
+# Rows per SQLite INSERT statement: 250 parameters, far below SQLite's limit.
+SQLITE_ROWS_PER_INSERT = 50
 TIMESTAMP = "event_timestamp"
 US = pa.timestamp("us", tz="UTC")
 # Bulk writes take longer than a served read: a pipeline of a batch gets this long.
@@ -107,38 +115,102 @@ def _window(start: datetime, end: datetime) -> ds.Expression:
 
 
 class LatestRows:
-    """The latest row per entity of one offline table within [start, end)."""
+    """The latest row per entity of one offline table within [start, end), in batches.
+
+    Snapshot tables (every row group one time, as the backfill writes them) take
+    one pass, newest row group first: a key's first sighting is its latest row, so
+    the newest group's rows go out at once and an older group is read past its key
+    column only for keys no newer group had. Any other table takes two passes: the
+    latest time per key (and the row group holding it) from the key and time
+    columns, then the row groups holding winners. Either way memory holds the keys
+    and one row group (snapshots are written in row groups of a bounded size).
+    """
 
     def __init__(self, table: ViewTable, start: datetime, end: datetime) -> None:
         self.table = table
         self._filter = _window(start, end)
         self._groups: list[ds.ParquetFileFragment] = []
+        self._files: dict[str, pq.ParquetFile] = {}
         # key, latest time (int64 us), index of the row group that holds it
         self._latest: pa.Table | None = None
+        self.found = 0  # entities yielded so far
+        self.expected = 0  # entities known of so far: a progress bar's total
 
-    def scan(self) -> int:
-        """Pass 1: keys and times only, a row group at a time; returns the entities found."""
+    def batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
         dataset = ds.dataset(self.table.path, format="parquet")
+        for fragment in dataset.get_fragments():
+            self._groups += fragment.split_by_row_group(filter=self._filter)
+        times = [_single_time(group) for group in self._groups]
+        singles = [t for t in times if t is not None]
+        if len(singles) == len(times):
+            chosen = self._snapshots(singles)
+        else:
+            self._scan_rows()
+            self.expected = 0 if self._latest is None else self._latest.num_rows
+            chosen = self._winners()
+        for rows in chosen:
+            rows = rows.take(pc.sort_indices(rows[self.table.key]))
+            for start in range(0, rows.num_rows, batch_rows):
+                batch = rows.slice(start, batch_rows)
+                self.found += batch.num_rows
+                yield batch
+
+    def _snapshots(self, times: list[int]) -> Iterator[pa.Table]:
+        key = self.table.key
+        columns = [key, TIMESTAMP, *self.table.features]
+        seen: pa.Array | None = None
+        # Newest first; equal times: the later group, as a later write would win.
+        for index in sorted(range(len(self._groups)), key=lambda g: (-times[g], -g)):
+            # No filter to run: the group's one time is inside the window, or the
+            # statistics would have pruned it.
+            keys = self._read(index, [key]).column(key)
+            fresh = pc.unique(keys)
+            if seen is not None:
+                fresh = fresh.filter(pc.invert(pc.is_in(fresh, value_set=seen)))
+            if len(fresh) == 0:
+                continue
+            seen = fresh if seen is None else pa.concat_arrays([seen, fresh])
+            self.expected += len(fresh)
+            rows = self._read(index, columns)
+            if len(fresh) < len(keys):
+                rows = rows.filter(pc.is_in(rows[key], value_set=fresh))
+            yield _first_per_key(rows, key)
+
+    def _winners(self) -> Iterator[pa.Table]:
+        """Pass 2 of the general path: each row group's winning rows."""
+        assert self._latest is not None
+        key = self.table.key
+        columns = [key, TIMESTAMP, *self.table.features]
+        group_of = self._latest["group"].to_numpy()
+        for index in range(len(self._groups)):
+            wanted = self._latest.filter(pa.array(group_of == index))
+            if wanted.num_rows == 0:
+                continue
+            rows = self._read(index, columns)
+            # Rows outside the window need no filter: none has its key's latest time.
+            latest = pc.take(wanted["ts"], pc.index_in(rows[key], value_set=wanted[key]))
+            keep = pc.fill_null(pc.equal(rows[TIMESTAMP].cast(pa.int64()), latest), False)
+            yield _first_per_key(rows.filter(keep), key)
+
+    def _scan_rows(self) -> None:
+        """Pass 1 of the general path: each row group's latest time per key, folded
+        into the running latest."""
         key = self.table.key
         pending: list[pa.Table] = []
         held = 0
-        for fragment in dataset.get_fragments():
-            for group in fragment.split_by_row_group(filter=self._filter):
-                found = group.to_table(columns=[key, TIMESTAMP], filter=self._filter)
-                if found.num_rows == 0:
-                    continue
-                index = len(self._groups)
-                self._groups.append(group)
-                latest = found.group_by(key).aggregate([(TIMESTAMP, "max")])
-                ts = latest[f"{TIMESTAMP}_max"].cast(pa.int64())
-                where = pa.array(np.full(latest.num_rows, index, dtype=np.int64))
-                pending.append(pa.table({key: latest[key], "ts": ts, "group": where}))
-                held += latest.num_rows
-                if held >= MERGE_ROWS:
-                    self._merge(pending)
-                    pending, held = [], 0
+        for index, group in enumerate(self._groups):
+            found = group.to_table(columns=[key, TIMESTAMP], filter=self._filter)
+            if found.num_rows == 0:
+                continue
+            latest = found.group_by(key).aggregate([(TIMESTAMP, "max")])
+            ts = latest[f"{TIMESTAMP}_max"].cast(pa.int64())
+            where = pa.array(np.full(latest.num_rows, index, dtype=np.int64))
+            pending.append(pa.table({key: latest[key], "ts": ts, "group": where}))
+            held += latest.num_rows
+            if held >= MERGE_ROWS:
+                self._merge(pending)
+                pending, held = [], 0
         self._merge(pending)
-        return 0 if self._latest is None else self._latest.num_rows
 
     def _merge(self, pending: list[pa.Table]) -> None:
         """Fold row groups' latest rows into the running latest: one row per key."""
@@ -155,27 +227,25 @@ class LatestRows:
             .rename_columns([key, "ts", "group"])
         )
 
-    def batches(self, batch_rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
-        """Pass 2: the winning rows, read only from the row groups that hold them."""
-        if self._latest is None:
-            return
-        key = self.table.key
-        columns = [key, TIMESTAMP, *self.table.features]
-        group_of = self._latest["group"].to_numpy()
-        for index, group in enumerate(self._groups):
-            wanted = self._latest.filter(pa.array(group_of == index))
-            if wanted.num_rows == 0:
-                continue
-            for batch in group.to_batches(
-                columns=columns, filter=self._filter, batch_size=batch_rows
-            ):
-                rows = pa.Table.from_batches([batch])
-                at = pc.index_in(rows[key], value_set=wanted[key])
-                latest = pc.take(wanted["ts"], at)
-                keep = pc.fill_null(pc.equal(rows[TIMESTAMP].cast(pa.int64()), latest), False)
-                chosen = _first_per_key(rows.filter(keep), key)
-                if chosen.num_rows:
-                    yield chosen
+    def _file(self, index: int) -> pq.ParquetFile:
+        path = self._groups[index].path
+        if path not in self._files:
+            self._files[path] = pq.ParquetFile(path)
+        return self._files[path]
+
+    def _read(self, index: int, columns: list[str]) -> pa.Table:
+        """One row group's columns, straight from its file: no scanner to set up."""
+        (meta,) = self._groups[index].row_groups
+        return self._file(index).read_row_group(meta.id, columns=columns)
+
+
+def _single_time(group: ds.ParquetFileFragment) -> int | None:
+    """The one event time (us) of a row group whose statistics say it holds one."""
+    (meta,) = group.row_groups
+    stats = meta.statistics.get(TIMESTAMP) if meta.statistics else None
+    if not stats or stats.get("min") is None or stats["min"] != stats["max"]:
+        return None
+    return int(pa.scalar(stats["min"], US).cast(pa.int64()).as_py())
 
 
 def _first_per_key(rows: pa.Table, key: str) -> pa.Table:
@@ -225,6 +295,21 @@ class Writer(Protocol):
     def close(self) -> None: ...
 
 
+@functools.lru_cache(maxsize=64)
+def _upsert(table: str, rows: int) -> str:
+    """Feast's row upsert, for `rows` rows in one statement: a third fewer statement
+    steps per row than one row a statement (measured: 0.29 -> 0.20 s for 60k rows)."""
+    quoted = table.replace('"', '""')
+    values = ", ".join(["(?, ?, ?, ?, ?, NULL)"] * rows)
+    return (
+        f'INSERT INTO "{quoted}" '
+        "(entity_key, feature_name, value, value_text, event_ts, created_ts) "
+        f"VALUES {values} ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
+        "value = excluded.value, value_text = excluded.value_text, "
+        "event_ts = excluded.event_ts, created_ts = excluded.created_ts"
+    )
+
+
 class SqliteWriter:
     """Feast's SQLite table per view, a batch per transaction."""
 
@@ -243,6 +328,11 @@ class SqliteWriter:
             # WAL (set at apply) with NORMAL: a commit waits for no fsync; the store is
             # rebuilt from the offline tables, so a power cut costs a re-run, not data.
             self._conn.execute("PRAGMA synchronous=NORMAL")
+            # The writer's page cache: B-tree pages a batch's inserts revisit (a third
+            # off a batch's write here, measured against the default 2 MiB).
+            self._conn.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+            # No checkpoint between batches (a third of the write, measured); one at close.
+            self._conn.execute("PRAGMA wal_autocheckpoint=0")
         return self._conn
 
     def write(self, table: ViewTable, batch: Encoded) -> int:
@@ -254,39 +344,46 @@ class SqliteWriter:
             raise MaterializeError(
                 f"the online store has no table {name}; run `shoprank features apply` first"
             )
-        quoted = name.replace('"', '""')
-        sql = (
-            f'INSERT INTO "{quoted}" '
-            "(entity_key, feature_name, value, value_text, event_ts, created_ts) "
-            "VALUES (?, ?, ?, ?, ?, NULL) ON CONFLICT(entity_key, feature_name) DO UPDATE SET "
-            "value = excluded.value, value_text = excluded.value_text, "
-            "event_ts = excluded.event_ts, created_ts = excluded.created_ts"
-        )
         stamps = _per_time(batch.times, sqlite_event_ts)
+        features = sorted(table.features)
+        # In primary-key order (entity_key, feature_name): inserts walk the B-tree
+        # forwards instead of jumping around it.
+        order = sorted(range(len(batch.keys)), key=batch.keys.__getitem__)
+        params = [
+            value
+            for i in order
+            for f in features
+            for value in (batch.keys[i], f, batch.values[f][i], batch.texts[f][i], stamps[i])
+        ]
+        width = 5 * SQLITE_ROWS_PER_INSERT
+        whole = len(params) - len(params) % width
         with conn:
-            for feature in table.features:
-                conn.executemany(
-                    sql,
-                    zip(
-                        batch.keys,
-                        [feature] * len(batch.keys),
-                        batch.values[feature],
-                        batch.texts[feature],
-                        stamps,
-                        strict=True,
-                    ),
-                )
+            conn.executemany(
+                _upsert(name, SQLITE_ROWS_PER_INSERT),
+                (params[at : at + width] for at in range(0, whole, width)),
+            )
+            if whole < len(params):
+                conn.execute(_upsert(name, (len(params) - whole) // 5), params[whole:])
         return len(batch.keys)
 
     def close(self) -> None:
         if self._conn is not None:
+            # PASSIVE: copies what no reader holds back; readers never wait on it.
+            self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
             self._conn.close()
             self._conn = None
 
 
 class RedisWriter:
-    """One hash per entity, as Feast's Redis store keeps it, on one node or a cluster
-    (redis-py's cluster pipeline groups a batch by slot)."""
+    """One hash per entity, as Feast's Redis store keeps it, on one node or a cluster.
+
+    Each batch is two round trips per node: HGETs of the stored "_ts:<view>", then
+    HSETs of the rows newer than those (Feast's rule). The commands are packed here
+    as one buffer per node rather than by redis-py's pipeline, which spent 10-20 us
+    of Python per command (measured: 0.35 s for 20k HGET+HSET); replies are parsed
+    by redis-py's parser (hiredis). On a cluster, keys go to the node of their slot;
+    a slot moved mid-run fails the batch, and a re-run completes it.
+    """
 
     def __init__(self, client: Any, project: str) -> None:
         self._client = client
@@ -300,28 +397,72 @@ class RedisWriter:
         keys = [key + self._project for key in batch.keys]
         stamps = _per_time(batch.times, redis_timestamp)
         nanos = _per_time(batch.times, _epoch_nanos)
-        with self._client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.hget(key, stamp_field)
-            stored = pipe.execute()
+        head = _bulk(b"HGET")
+        stamp_part = _bulk(stamp_field)
         written = 0
-        with self._client.pipeline(transaction=False) as pipe:
-            for i, key in enumerate(keys):
-                previous = stored[i]
+        for node, rows in self._by_node(keys):
+            gets = [b"*3\r\n" + head + _bulk(keys[i]) + stamp_part for i in rows]
+            stored = self._roundtrip(node, gets)
+            sets = []
+            for i, previous in zip(rows, stored, strict=True):
                 if previous:  # Feast's rule: a row as new or newer stays
                     old = Timestamp.FromString(previous)
                     if old.seconds * 1_000_000_000 + old.nanos >= nanos[i]:
                         continue
-                mapping = {stamp_field: stamps[i]}
-                for feature, field_name in zip(table.features, fields, strict=True):
-                    mapping[field_name] = batch.values[feature][i]
-                pipe.hset(key, mapping=mapping)
-                written += 1
-            pipe.execute()
+                parts = [b"HSET", keys[i], stamp_field, stamps[i]]
+                for feature, name in zip(table.features, fields, strict=True):
+                    parts += (name, batch.values[feature][i])
+                sets.append(_command(parts))
+            if sets:
+                self._roundtrip(node, sets)
+            written += len(sets)
         return written
+
+    def _by_node(self, keys: list[bytes]) -> list[tuple[Any, list[int]]]:
+        """(client of a node, indexes of the keys it holds)."""
+        from redis.cluster import RedisCluster
+
+        if not isinstance(self._client, RedisCluster):
+            return [(self._client, list(range(len(keys))))]
+        nodes: dict[str, tuple[Any, list[int]]] = {}
+        manager = self._client.nodes_manager
+        for i, key in enumerate(keys):
+            node = manager.get_node_from_slot(self._client.keyslot(key))
+            if node.name not in nodes:
+                nodes[node.name] = (self._client.get_redis_connection(node), [])
+            nodes[node.name][1].append(i)
+        return list(nodes.values())
+
+    @staticmethod
+    def _roundtrip(client: Any, commands: list[bytes]) -> list[Any]:
+        """Send the packed commands in one write, then read a reply for each."""
+        from redis.exceptions import RedisError
+
+        pool = client.connection_pool
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command([b"".join(commands)], check_health=False)
+            replies = [connection.read_response() for _ in commands]
+        except (RedisError, OSError) as error:
+            connection.disconnect()
+            raise MaterializeError(
+                f"redis write failed ({error}); run the materialization again"
+            ) from None
+        finally:
+            pool.release(connection)
+        return replies
 
     def close(self) -> None:
         self._client.close()
+
+
+def _bulk(part: bytes) -> bytes:
+    return b"$%d\r\n%s\r\n" % (len(part), part)
+
+
+def _command(parts: list[bytes]) -> bytes:
+    """A command in RESP, as redis-py would pack it."""
+    return b"*%d\r\n" % len(parts) + b"".join(map(_bulk, parts))
 
 
 def _epoch_nanos(moment: datetime) -> int:
@@ -364,7 +505,11 @@ def write_views(
     batch_rows: int = BATCH_ROWS,
 ) -> dict[str, int]:
     """Materialize each view's latest rows (its offline table at paths[view]) in
-    [starts[view], end); returns the entities written per view."""
+    [starts[view], end); returns the entities written per view.
+
+    A reader thread finds, reads and serialises the batches of every view in turn
+    while this thread writes them, at most QUEUED_BATCHES ahead: the two overlap
+    on two cores (Arrow, numpy, SQLite and the sockets release the GIL)."""
     from tqdm import tqdm
 
     if batch_rows < 1:
@@ -376,25 +521,61 @@ def write_views(
         for key in {t.key for t in tables}
     }
     writer = writer_for(store)
-    counts: dict[str, int] = {}
-    try:
-        for table in tables:
-            latest = LatestRows(table, starts[table.view], end)
-            total = latest.scan()
-            bar = tqdm(
-                total=total,
-                desc=f"materialize {table.view}",
-                unit="row",
-                disable=not progress,
-                file=sys.stderr,
-            )
-            with closing(bar):
+    queue: Queue[Any] = Queue(maxsize=QUEUED_BATCHES)
+    stop = threading.Event()
+
+    def read() -> None:
+        try:
+            for table in tables:
+                latest = LatestRows(table, starts[table.view], end)
                 for rows in latest.batches(batch_rows):
-                    writer.write(table, encode(rows, table, keys[table.key]))
-                    bar.update(rows.num_rows)
-            view = views[table.view]
-            store.registry.apply_materialization(view, store.project, starts[table.view], end)
-            counts[table.view] = total
+                    _put(queue, stop, (table, latest, encode(rows, table, keys[table.key])))
+                _put(queue, stop, (table, latest, None))  # the view is done
+        except BaseException as error:  # handed to the writing thread, which raises it
+            _put(queue, stop, error)
+
+    counts: dict[str, int] = {}
+    reader = threading.Thread(target=read, name="materialize-read", daemon=True)
+    bars: dict[str, Any] = {}
+    try:
+        reader.start()
+        while len(counts) < len(tables):
+            item = queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            table, latest, encoded = item
+            bar = bars.get(table.view)
+            if bar is None:
+                bar = bars[table.view] = tqdm(
+                    desc=f"materialize {table.view}",
+                    unit="row",
+                    disable=not progress,
+                    file=sys.stderr,
+                )
+            bar.total = latest.expected
+            if encoded is None:
+                view = views[table.view]
+                store.registry.apply_materialization(view, store.project, starts[table.view], end)
+                counts[table.view] = latest.found
+                bar.close()
+                continue
+            writer.write(table, encoded)
+            bar.update(len(encoded.keys))
     finally:
+        stop.set()
+        reader.join()
+        for bar in bars.values():
+            bar.close()
         writer.close()
     return counts
+
+
+def _put(queue: Queue[Any], stop: threading.Event, item: Any) -> None:
+    """Queue an item unless the writing side has stopped (it raised): never block on a
+    queue nobody will empty."""
+    while not stop.is_set():
+        try:
+            queue.put(item, timeout=0.1)
+            return
+        except Full:
+            continue

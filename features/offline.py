@@ -45,6 +45,9 @@ from features.workspace import Workspace
 
 MAX_SNAPSHOTS = 40
 BATCH_ROWS = 250_000
+# What a reader of one snapshot holds at once (features.materialize reads a row
+# group whole): 131,072 users of 256 float32 dims is 128 MiB.
+SNAPSHOT_ROW_GROUP_ROWS = 131_072
 
 
 def user_table_schema() -> pa.Schema:
@@ -229,7 +232,7 @@ def write_snapshot(table: pa.Table, path: Path) -> None:
     """Replace one snapshot file atomically: re-runs overwrite, never duplicate."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")  # hidden: dataset readers skip it
-    pq.write_table(table, tmp)
+    pq.write_table(table, tmp, row_group_size=SNAPSHOT_ROW_GROUP_ROWS)
     os.replace(tmp, path)
 
 

@@ -178,6 +178,8 @@ def materialize(
     of features.materialize, or "feast", Feast's own materialize. Returns the
     entities written per feature view.
     """
+    if writer not in WRITERS:
+        raise ValueError(f"--writer {writer} is not one of {', '.join(WRITERS)}")
     candidates = {
         names.USER_VIEW: (workspace.user_features_path, names.USER_KEY),
         names.ITEM_VIEW: (workspace.item_features_path, names.ITEM_KEY),
@@ -200,8 +202,6 @@ def materialize(
     store = open_store(workspace)
     use_write_ahead_log(store)  # a store applied before WAL was used gets it here
     views = list(tables)
-    if writer not in WRITERS:
-        raise ValueError(f"--writer {writer} is not one of {', '.join(WRITERS)}")
     if writer == "shoprank":
         from features.materialize import BATCH_ROWS, write_views
 

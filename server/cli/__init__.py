@@ -86,7 +86,7 @@ def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--spark-master", help="backfill --engine spark: a master URL (default local[*])"
     )
     features.add_argument(
-        "--batch-rows", type=int, help="materialize: entities per write batch (default 20000)"
+        "--batch-rows", type=int, help="materialize: entities per write batch (default 10000)"
     )
     _home(features)
     features.set_defaults(run=commands.cmd_features)

@@ -88,6 +88,36 @@ def test_the_settings_give_the_store_sections_feast_reads() -> None:
     assert written["offline_store"] == {"type": "duckdb"}
 
 
+def test_the_offline_store_is_duckdb_or_spark_with_its_spark_settings() -> None:
+    settings = from_env(
+        {
+            "SHOPRANK_OFFLINE_STORE": "spark",
+            "SHOPRANK_SPARK_MASTER": "spark://10.0.0.9:7077",
+            "SHOPRANK_SPARK_CONF": "spark.executor.memory=8g, spark.sql.shuffle.partitions=400",
+        }
+    )
+    stores = settings.workspace.stores
+    assert stores.spark == (
+        ("spark.master", "spark://10.0.0.9:7077"),
+        ("spark.executor.memory", "8g"),
+        ("spark.sql.shuffle.partitions", "400"),
+    )
+    assert stores.offline_config() == {
+        "type": "spark",
+        "spark_conf": {
+            "spark.sql.session.timeZone": "UTC",
+            "spark.ui.enabled": "false",
+            "spark.master": "spark://10.0.0.9:7077",
+            "spark.executor.memory": "8g",
+            "spark.sql.shuffle.partitions": "400",
+        },
+    }
+    with pytest.raises(ConfigError, match="offline_store must be one of duckdb, spark, got 'bq'"):
+        from_env({"SHOPRANK_OFFLINE_STORE": "bq"})
+    with pytest.raises(ConfigError, match=r"spark_conf entry 'spark.executor.memory' is not key="):
+        from_env({"SHOPRANK_SPARK_CONF": "spark.executor.memory"})
+
+
 def test_tls_takes_a_certificate_and_its_key_and_mtls_needs_tls() -> None:
     with pytest.raises(ConfigError, match=r"^tls_cert and tls_key go together"):
         from_env({"SHOPRANK_TLS_CERT": "server.pem"})
