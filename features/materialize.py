@@ -103,10 +103,13 @@ def view_table(view: Any, path: Path) -> ViewTable:
 class Encoded:
     """A batch of winning rows, serialised: what every writer needs, once."""
 
-    keys: list[bytes]
-    values: dict[str, list[bytes]]  # feature -> serialised ValueProto per row
-    texts: dict[str, list[str | None]]  # feature -> SQLite's value_text per row
+    keys: pa.LargeBinaryArray  # Feast's serialised entity key per row
+    values: dict[str, pa.Array]  # feature -> serialised ValueProto per row (binary)
+    scalars: dict[str, pa.Array]  # the float32 features as read: SQLite's value_text
     times: pa.Array  # timestamp[us, UTC] per row
+
+    def __len__(self) -> int:
+        return len(self.keys)
 
 
 def _window(start: datetime, end: datetime) -> ds.Expression:
@@ -258,17 +261,17 @@ def _first_per_key(rows: pa.Table, key: str) -> pa.Table:
 
 
 def encode(rows: pa.Table, table: ViewTable, keys: EntityKeys) -> Encoded:
-    values: dict[str, list[bytes]] = {}
-    texts: dict[str, list[str | None]] = {}
+    values: dict[str, pa.Array] = {}
+    scalars: dict[str, pa.Array] = {}
     for feature in table.features:
         column = rows[feature].combine_chunks()
         if feature in table.vectors:
-            values[feature] = float_list_values(column).to_pylist()
-            texts[feature] = [None] * rows.num_rows
+            values[feature] = float_list_values(column)
         else:
-            values[feature] = float_values(column).to_pylist()
-            texts[feature] = _value_texts(column)
-    return Encoded(keys.keys(rows[table.key].combine_chunks()), values, texts, rows[TIMESTAMP])
+            values[feature] = float_values(column)
+            scalars[feature] = column
+    key_column = keys.key_array(rows[table.key].combine_chunks())
+    return Encoded(key_column, values, scalars, rows[TIMESTAMP].combine_chunks())
 
 
 def _value_texts(column: pa.Array) -> list[str | None]:
@@ -279,17 +282,22 @@ def _value_texts(column: pa.Array) -> list[str | None]:
     return [str(v) if ok else None for v, ok in zip(raw.tolist(), valid.tolist(), strict=True)]
 
 
-def _per_time(times: pa.Array, convert: Any) -> list[Any]:
+def _per_time(times: pa.Array, convert: Any, kind: pa.DataType) -> pa.Array:
     """convert(moment) per row, computed once per distinct time (a snapshot has one)."""
     times = times.cast(US)
     distinct = pc.unique(times)
-    converted = [convert(moment) for moment in distinct.to_pylist()]
-    return [converted[i] for i in pc.index_in(times, value_set=distinct).to_pylist()]
+    converted = pa.array([convert(moment) for moment in distinct.to_pylist()], kind)
+    return pc.take(converted, pc.index_in(times, value_set=distinct))
 
 
 class Writer(Protocol):
-    def write(self, table: ViewTable, batch: Encoded) -> int:
-        """Write a batch; returns the rows written."""
+    def prepare(self, table: ViewTable, batch: Encoded) -> Any:
+        """What write() takes, made on the reader thread: the writing thread is the
+        bottleneck, so whatever can be built before a batch's turn is built there."""
+        ...
+
+    def write(self, table: ViewTable, prepared: Any) -> int:
+        """Write a prepared batch; returns the rows written."""
         ...
 
     def close(self) -> None: ...
@@ -335,7 +343,28 @@ class SqliteWriter:
             self._conn.execute("PRAGMA wal_autocheckpoint=0")
         return self._conn
 
-    def write(self, table: ViewTable, batch: Encoded) -> int:
+    def prepare(self, table: ViewTable, batch: Encoded) -> list[Any]:
+        """The batch's rows as one flat parameter list, in primary-key order."""
+        stamps = _per_time(batch.times, sqlite_event_ts, pa.int64()).to_pylist()
+        features = sorted(table.features)
+        keys = batch.keys.to_pylist()
+        values = {f: batch.values[f].to_pylist() for f in features}
+        none: list[str | None] = [None] * len(keys)
+        texts = {
+            f: _value_texts(batch.scalars[f]) if f in batch.scalars else none for f in features
+        }
+        # In primary-key order (entity_key, feature_name): inserts walk the B-tree
+        # forwards instead of jumping around it.
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        return [
+            value
+            for i in order
+            for f in features
+            for value in (keys[i], f, values[f][i], texts[f][i], stamps[i])
+        ]
+
+    def write(self, table: ViewTable, prepared: Any) -> int:
+        params: list[Any] = prepared
         conn = self._connection()
         name = f"{self._project}_{table.view}"
         if not conn.execute(
@@ -344,17 +373,6 @@ class SqliteWriter:
             raise MaterializeError(
                 f"the online store has no table {name}; run `shoprank features apply` first"
             )
-        stamps = _per_time(batch.times, sqlite_event_ts)
-        features = sorted(table.features)
-        # In primary-key order (entity_key, feature_name): inserts walk the B-tree
-        # forwards instead of jumping around it.
-        order = sorted(range(len(batch.keys)), key=batch.keys.__getitem__)
-        params = [
-            value
-            for i in order
-            for f in features
-            for value in (batch.keys[i], f, batch.values[f][i], batch.texts[f][i], stamps[i])
-        ]
         width = 5 * SQLITE_ROWS_PER_INSERT
         whole = len(params) - len(params) % width
         with conn:
@@ -364,7 +382,7 @@ class SqliteWriter:
             )
             if whole < len(params):
                 conn.execute(_upsert(name, (len(params) - whole) // 5), params[whole:])
-        return len(batch.keys)
+        return len(params) // (5 * len(table.features))
 
     def close(self) -> None:
         if self._conn is not None:
@@ -389,60 +407,74 @@ class RedisWriter:
         self._client = client
         self._project = project.encode()
 
-    def write(self, table: ViewTable, batch: Encoded) -> int:
+    def prepare(self, table: ViewTable, batch: Encoded) -> Encoded:
+        return batch  # the commands depend on what the store holds: made in write()
+
+    def write(self, table: ViewTable, prepared: Any) -> int:
         from google.protobuf.timestamp_pb2 import Timestamp
 
+        batch: Encoded = prepared
         stamp_field = f"_ts:{table.view}".encode()
-        fields = [feature_field(table.view, f) for f in table.features]
-        keys = [key + self._project for key in batch.keys]
-        stamps = _per_time(batch.times, redis_timestamp)
-        nanos = _per_time(batch.times, _epoch_nanos)
-        head = _bulk(b"HGET")
-        stamp_part = _bulk(stamp_field)
+        keys = pc.binary_join_element_wise(
+            batch.keys,
+            pa.scalar(self._project, pa.large_binary()),
+            pa.scalar(b"", pa.large_binary()),
+        )
+        stamps = _per_time(batch.times, redis_timestamp, pa.large_binary())
+        nanos = _per_time(batch.times, _epoch_nanos, pa.int64()).to_numpy()
         written = 0
         for node, rows in self._by_node(keys):
-            gets = [b"*3\r\n" + head + _bulk(keys[i]) + stamp_part for i in rows]
-            stored = self._roundtrip(node, gets)
-            sets = []
-            for i, previous in zip(rows, stored, strict=True):
-                if previous:  # Feast's rule: a row as new or newer stays
+            mine = keys if rows is None else keys.take(rows)
+            gets = _commands([b"HGET", mine, stamp_field])
+            stored = self._roundtrip(node, gets, len(mine))
+            # Feast's rule: a row stored as new or newer stays.
+            newer = np.ones(len(mine), dtype=bool)
+            for at, previous in enumerate(stored):
+                if previous:
                     old = Timestamp.FromString(previous)
-                    if old.seconds * 1_000_000_000 + old.nanos >= nanos[i]:
-                        continue
-                parts = [b"HSET", keys[i], stamp_field, stamps[i]]
-                for feature, name in zip(table.features, fields, strict=True):
-                    parts += (name, batch.values[feature][i])
-                sets.append(_command(parts))
-            if sets:
-                self._roundtrip(node, sets)
-            written += len(sets)
+                    here = nanos[at] if rows is None else nanos[rows[at]]
+                    newer[at] = old.seconds * 1_000_000_000 + old.nanos < here
+            chosen = np.flatnonzero(newer) if rows is None else np.asarray(rows)[newer]
+            if chosen.size == 0:
+                continue
+            take = pa.array(chosen)
+            parts: list[bytes | pa.Array] = [
+                b"HSET",
+                keys.take(take),
+                stamp_field,
+                stamps.take(take),
+            ]
+            for feature in table.features:
+                parts += (feature_field(table.view, feature), batch.values[feature].take(take))
+            self._roundtrip(node, _commands(parts), chosen.size)
+            written += chosen.size
         return written
 
-    def _by_node(self, keys: list[bytes]) -> list[tuple[Any, list[int]]]:
-        """(client of a node, indexes of the keys it holds)."""
+    def _by_node(self, keys: pa.Array) -> list[tuple[Any, pa.Array | None]]:
+        """(client of a node, indexes of the keys it holds; None: all of them)."""
         from redis.cluster import RedisCluster
 
         if not isinstance(self._client, RedisCluster):
-            return [(self._client, list(range(len(keys))))]
+            return [(self._client, None)]
         nodes: dict[str, tuple[Any, list[int]]] = {}
         manager = self._client.nodes_manager
-        for i, key in enumerate(keys):
+        for i, key in enumerate(keys.to_pylist()):
             node = manager.get_node_from_slot(self._client.keyslot(key))
             if node.name not in nodes:
                 nodes[node.name] = (self._client.get_redis_connection(node), [])
             nodes[node.name][1].append(i)
-        return list(nodes.values())
+        return [(client, pa.array(rows, pa.int64())) for client, rows in nodes.values()]
 
     @staticmethod
-    def _roundtrip(client: Any, commands: list[bytes]) -> list[Any]:
+    def _roundtrip(client: Any, commands: bytes, count: int) -> list[Any]:
         """Send the packed commands in one write, then read a reply for each."""
         from redis.exceptions import RedisError
 
         pool = client.connection_pool
         connection = pool.get_connection()
         try:
-            connection.send_packed_command([b"".join(commands)], check_health=False)
-            replies = [connection.read_response() for _ in commands]
+            connection.send_packed_command([commands], check_health=False)
+            replies = [connection.read_response() for _ in range(count)]
         except (RedisError, OSError) as error:
             connection.disconnect()
             raise MaterializeError(
@@ -456,13 +488,27 @@ class RedisWriter:
         self._client.close()
 
 
-def _bulk(part: bytes) -> bytes:
-    return b"$%d\r\n%s\r\n" % (len(part), part)
+def _commands(parts: list[bytes | pa.Array]) -> bytes:
+    """One RESP command per row, packed as one buffer by Arrow's string kernels: each
+    part is a constant (the command's name, a field) or a binary column."""
+    rows = max(len(p) for p in parts if isinstance(p, pa.Array))
+    pieces: list[pa.Array | pa.Scalar] = [_constant(b"*%d\r\n" % len(parts))]
+    for part in parts:
+        if isinstance(part, bytes):
+            pieces.append(_constant(b"$%d\r\n%s\r\n" % (len(part), part)))
+            continue
+        column = part.cast(pa.large_binary())
+        length = pc.cast(pc.binary_length(column), pa.string()).cast(pa.large_binary())
+        pieces += [_constant(b"$"), length, _constant(b"\r\n"), column, _constant(b"\r\n")]
+    packed = pc.binary_join_element_wise(*pieces, _constant(b""))
+    offsets = np.frombuffer(packed.buffers()[1], dtype=np.int64)[packed.offset :][: rows + 1]
+    data = packed.buffers()[2]
+    packed_bytes: bytes = data[int(offsets[0]) : int(offsets[-1])].to_pybytes()
+    return packed_bytes
 
 
-def _command(parts: list[bytes]) -> bytes:
-    """A command in RESP, as redis-py would pack it."""
-    return b"*%d\r\n" % len(parts) + b"".join(map(_bulk, parts))
+def _constant(value: bytes) -> pa.Scalar:
+    return pa.scalar(value, pa.large_binary())
 
 
 def _epoch_nanos(moment: datetime) -> int:
@@ -529,8 +575,9 @@ def write_views(
             for table in tables:
                 latest = LatestRows(table, starts[table.view], end)
                 for rows in latest.batches(batch_rows):
-                    _put(queue, stop, (table, latest, encode(rows, table, keys[table.key])))
-                _put(queue, stop, (table, latest, None))  # the view is done
+                    batch = writer.prepare(table, encode(rows, table, keys[table.key]))
+                    _put(queue, stop, (table, latest, batch, rows.num_rows))
+                _put(queue, stop, (table, latest, None, 0))  # the view is done
         except BaseException as error:  # handed to the writing thread, which raises it
             _put(queue, stop, error)
 
@@ -543,7 +590,7 @@ def write_views(
             item = queue.get()
             if isinstance(item, BaseException):
                 raise item
-            table, latest, encoded = item
+            table, latest, prepared, size = item
             bar = bars.get(table.view)
             if bar is None:
                 bar = bars[table.view] = tqdm(
@@ -553,14 +600,14 @@ def write_views(
                     file=sys.stderr,
                 )
             bar.total = latest.expected
-            if encoded is None:
+            if prepared is None:
                 view = views[table.view]
                 store.registry.apply_materialization(view, store.project, starts[table.view], end)
                 counts[table.view] = latest.found
                 bar.close()
                 continue
-            writer.write(table, encoded)
-            bar.update(len(encoded.keys))
+            writer.write(table, prepared)
+            bar.update(size)
     finally:
         stop.set()
         reader.join()

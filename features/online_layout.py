@@ -58,10 +58,15 @@ class EntityKeys:
         return self._prefix + struct.pack("<I", len(raw)) + raw
 
     def keys(self, values: pa.Array) -> list[bytes]:
+        """key() of each value of a string column."""
+        found: list[bytes] = self.key_array(values).to_pylist()
+        return found
+
+    def key_array(self, values: pa.Array) -> pa.LargeBinaryArray:
         """key() of each value of a string column, built as one buffer: the prefix,
         the value's uint32 length and its UTF-8 bytes."""
         if not self._prefix:
-            return [self._feast(value) for value in values.to_pylist()]
+            return pa.array([self._feast(v) for v in values.to_pylist()], pa.large_binary())
         values = values.cast(pa.large_string())
         size = len(values)
         start = np.frombuffer(values.buffers()[1], dtype=np.int64)[values.offset :][: size + 1]
@@ -78,11 +83,9 @@ class EntityKeys:
         row = np.repeat(np.arange(size), lengths)
         within = np.arange(int(lengths.sum())) - np.repeat(start[:-1] - start[0], lengths)
         data[at[row] + head + within] = text[start[0] : start[-1]]
-        keys = pa.Array.from_buffers(
+        return pa.Array.from_buffers(
             pa.large_binary(), size, [None, pa.py_buffer(offsets), pa.py_buffer(data)]
         )
-        found: list[bytes] = keys.to_pylist()
-        return found
 
 
 def feature_field(view: str, feature: str) -> bytes:

@@ -237,12 +237,29 @@ def _last_end(store: FeatureStore) -> datetime | None:
 
 
 def _time_range(paths: list[Path]) -> tuple[datetime, datetime]:
+    """The earliest and latest feature time of the tables, from each row group's
+    statistics where the files have them (they do: pyarrow writes them), else read."""
     lows, highs = [], []
     for path in paths:
-        low, high = pc.min_max(pq.read_table(path, columns=["event_timestamp"])[0]).values()
-        lows.append(low.as_py())
-        highs.append(high.as_py())
+        for file in sorted(path.glob("*.parquet")):
+            meta = pq.read_metadata(file)
+            column = meta.schema.names.index("event_timestamp")
+            for group in range(meta.num_row_groups):
+                stats = meta.row_group(group).column(column).statistics
+                if stats is None or not stats.has_min_max:
+                    table = pq.read_table(file, columns=["event_timestamp"])
+                    low, high = pc.min_max(table[0]).values()
+                    lows.append(low.as_py())
+                    highs.append(high.as_py())
+                    break
+                lows.append(_utc(stats.min))
+                highs.append(_utc(stats.max))
     return min(lows), max(highs)
+
+
+def _utc(moment: datetime) -> datetime:
+    """Parquet statistics give the time naive; the column is UTC."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _entities_in_range(path: Path, key: str, start: datetime, end: datetime) -> int:
