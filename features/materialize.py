@@ -109,9 +109,6 @@ class Encoded:
     scalars: dict[str, pa.Array]  # the float32 features as read: SQLite's value_text
     times: pa.Array  # timestamp[us, UTC] per row
 
-    def __len__(self) -> int:
-        return len(self.keys)
-
 
 def _window(start: datetime, end: datetime) -> ds.Expression:
     ts = ds.field(TIMESTAMP)
@@ -327,6 +324,7 @@ class SqliteWriter:
         self._project = project
         self._conn: sqlite3.Connection | None = None
         self._checkpoints: _Checkpoints | None = None
+        self._tables: set[str] = set()  # found in sqlite_master: asked once each
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -371,12 +369,14 @@ class SqliteWriter:
         params: list[Any] = prepared
         conn = self._connection()
         name = f"{self._project}_{table.view}"
-        if not conn.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
-        ).fetchone():
-            raise MaterializeError(
-                f"the online store has no table {name}; run `shoprank features apply` first"
-            )
+        if name not in self._tables:
+            if not conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone():
+                raise MaterializeError(
+                    f"the online store has no table {name}; run `shoprank features apply` first"
+                )
+            self._tables.add(name)
         width = 5 * SQLITE_ROWS_PER_INSERT
         whole = len(params) - len(params) % width
         with conn:
@@ -461,17 +461,16 @@ class RedisWriter:
         nanos = _per_time(batch.times, _epoch_nanos, pa.int64()).to_numpy()
         written = 0
         for node, rows in self._by_node(keys):
-            mine = keys if rows is None else keys.take(rows)
-            gets = _commands([b"HGET", mine, stamp_field])
-            stored = self._roundtrip(node, gets, len(mine))
+            stored = self._roundtrip(
+                node, _commands([b"HGET", keys.take(rows), stamp_field]), rows.size
+            )
             # Feast's rule: a row stored as new or newer stays.
-            newer = np.ones(len(mine), dtype=bool)
+            newer = np.ones(rows.size, dtype=bool)
             for at, previous in enumerate(stored):
                 if previous:
                     old = Timestamp.FromString(previous)
-                    here = nanos[at] if rows is None else nanos[rows[at]]
-                    newer[at] = old.seconds * 1_000_000_000 + old.nanos < here
-            chosen = np.flatnonzero(newer) if rows is None else np.asarray(rows)[newer]
+                    newer[at] = old.seconds * 1_000_000_000 + old.nanos < nanos[rows[at]]
+            chosen = rows[newer]
             if chosen.size == 0:
                 continue
             take = pa.array(chosen)
@@ -487,12 +486,12 @@ class RedisWriter:
             written += chosen.size
         return written
 
-    def _by_node(self, keys: pa.Array) -> list[tuple[Any, pa.Array | None]]:
-        """(client of a node, indexes of the keys it holds; None: all of them)."""
+    def _by_node(self, keys: pa.Array) -> list[tuple[Any, np.ndarray]]:
+        """(client of a node, indexes of the keys it holds)."""
         from redis.cluster import RedisCluster
 
         if not isinstance(self._client, RedisCluster):
-            return [(self._client, None)]
+            return [(self._client, np.arange(len(keys)))]
         nodes: dict[str, tuple[Any, list[int]]] = {}
         manager = self._client.nodes_manager
         for i, key in enumerate(keys.to_pylist()):
@@ -500,7 +499,7 @@ class RedisWriter:
             if node.name not in nodes:
                 nodes[node.name] = (self._client.get_redis_connection(node), [])
             nodes[node.name][1].append(i)
-        return [(client, pa.array(rows, pa.int64())) for client, rows in nodes.values()]
+        return [(client, np.asarray(rows, dtype=np.int64)) for client, rows in nodes.values()]
 
     @staticmethod
     def _roundtrip(client: Any, commands: bytes, count: int) -> list[Any]:

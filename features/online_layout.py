@@ -57,11 +57,6 @@ class EntityKeys:
         raw = value.encode()
         return self._prefix + struct.pack("<I", len(raw)) + raw
 
-    def keys(self, values: pa.Array) -> list[bytes]:
-        """key() of each value of a string column."""
-        found: list[bytes] = self.key_array(values).to_pylist()
-        return found
-
     def key_array(self, values: pa.Array) -> pa.LargeBinaryArray:
         """key() of each value of a string column, built as one buffer: the prefix,
         the value's uint32 length and its UTF-8 bytes."""

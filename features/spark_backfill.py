@@ -48,12 +48,10 @@ from features.offline import (
 )
 from features.schema import ATTRIBUTE_SEPARATOR, CONVERSION_EVENTS, EVENT_WEIGHTS
 from features.validation import EARLIEST
-from features.workspace import Workspace
+from features.workspace import SPARK_LOCAL, Workspace
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame, SparkSession
-
-DEFAULT_MASTER = "local[*]"
 
 
 def session(conf: Sequence[tuple[str, str]]) -> SparkSession:
@@ -61,7 +59,7 @@ def session(conf: Sequence[tuple[str, str]]) -> SparkSession:
     from pyspark.sql import SparkSession
 
     settings = dict(conf)
-    master = settings.pop("spark.master", DEFAULT_MASTER)
+    master = settings.pop("spark.master", SPARK_LOCAL)
     builder = (
         SparkSession.builder.master(master)
         .appName("shoprank-backfill")

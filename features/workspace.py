@@ -15,6 +15,8 @@ from features import names
 
 ONLINE_STORES = ("sqlite", "redis", "redis_cluster")
 OFFLINE_STORES = ("duckdb", "spark")
+# Spark's master when none is set: this machine's cores.
+SPARK_LOCAL = "local[*]"
 # How stale a process's copy of the registry may get: a server sees a new
 # `features apply` from another host within this many seconds.
 REGISTRY_TTL_SECONDS = 60
@@ -34,7 +36,7 @@ class Stores:
     # duckdb (in-process) or spark (Feast's Spark offline store, at spark's master).
     offline_store: str = "duckdb"
     # Spark settings, spark.master among them: the backfill's and the offline store's.
-    spark: tuple[tuple[str, str], ...] = (("spark.master", "local[*]"),)
+    spark: tuple[tuple[str, str], ...] = (("spark.master", SPARK_LOCAL),)
 
     def offline_config(self) -> dict[str, Any]:
         """feature_store.yaml's offline_store section."""

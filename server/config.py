@@ -18,7 +18,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from features.workspace import OFFLINE_STORES, ONLINE_STORES, Stores, Workspace
+from features.workspace import OFFLINE_STORES, ONLINE_STORES, SPARK_LOCAL, Stores, Workspace
 
 ENV_PREFIX = "SHOPRANK_"
 LOG_FORMATS = ("text", "json")
@@ -73,7 +73,7 @@ class Settings:
     offline_store: str = "duckdb"
     # Where `features backfill --engine spark` and the Spark offline store run:
     # local[*] (this machine's cores) or a cluster's master URL (spark://host:7077).
-    spark_master: str = "local[*]"
+    spark_master: str = SPARK_LOCAL
     # More Spark settings for both, as key=value,key=value
     # (spark.executor.memory=8g,spark.sql.shuffle.partitions=400).
     spark_conf: str = ""
