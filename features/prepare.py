@@ -117,8 +117,8 @@ def _write_events(
     train_path = staging / f".unsorted-{workspace.events_path.name}"
     heldout_path = staging / f".unsorted-{workspace.heldout_path.name}"
     counts = {"events": 0, "heldout": 0}
-    start: datetime | None = None
-    end: datetime | None = None
+    # Per file, its earliest and latest time in microseconds: the sort's time span.
+    spans: dict[str, tuple[int, int]] = {}
     with (
         pq.ParquetWriter(train_path, EVENTS_SCHEMA) as train_writer,
         pq.ParquetWriter(heldout_path, EVENTS_SCHEMA) as heldout_writer,
@@ -132,27 +132,39 @@ def _write_events(
                     continue
                 writer.write_table(table.cast(EVENTS_SCHEMA))
                 counts[key] += table.num_rows
-                low, high = pc.min_max(table["ts"]).values()
-                start = low.as_py() if start is None else min(start, low.as_py())
-                end = high.as_py() if end is None else max(end, high.as_py())
-    for unsorted, target in (
-        (train_path, workspace.events_path),
-        (heldout_path, workspace.heldout_path),
+                low, high = pc.min_max(table["ts"].cast(pa.int64())).values()
+                seen = spans.get(key, (low.as_py(), high.as_py()))
+                spans[key] = (min(seen[0], low.as_py()), max(seen[1], high.as_py()))
+    for unsorted, target, key in (
+        (train_path, workspace.events_path, "events"),
+        (heldout_path, workspace.heldout_path, "heldout"),
     ):
-        sort_by_time(unsorted, staging / target.name, row_group_rows)
+        sort_by_time(unsorted, staging / target.name, row_group_rows, spans.get(key))
         unsorted.unlink()
-    return counts, start, end
+    if not spans:
+        return counts, None, None
+    start = min(low for low, _ in spans.values())
+    end = max(high for _, high in spans.values())
+    return counts, _moment(start), _moment(end)
 
 
-def sort_by_time(source: Path, target: Path, row_group_rows: int) -> None:
+def _moment(micros: int) -> datetime:
+    moment: datetime = pa.scalar(micros, pa.int64()).cast(EVENTS_SCHEMA.field("ts").type).as_py()
+    return moment
+
+
+def sort_by_time(
+    source: Path, target: Path, row_group_rows: int, span: tuple[int, int] | None
+) -> None:
     """Write source's events to target in time order (ties keep their order), in row
-    groups of row_group_rows: spilled into equal time spans, each sorted in memory."""
+    groups of row_group_rows: spilled into equal time spans, each sorted in memory.
+    span: the events' earliest and latest time in microseconds (None: no events)."""
     file = pq.ParquetFile(source)
     total = file.metadata.num_rows
-    if total == 0:
+    if total == 0 or span is None:
         pq.write_table(EVENTS_SCHEMA.empty_table(), target)
         return
-    low, high = _ts_range(file)
+    low, high = span
     count = min(MAX_BUCKETS, max(1, -(-total * BUCKETS_PER_ROW_GROUP // row_group_rows)))
     width = max(1, -(-(high - low + 1) // count))  # microseconds per bucket
     spill = target.with_name(f".buckets-{target.name}")
@@ -185,17 +197,6 @@ def sort_by_time(source: Path, target: Path, row_group_rows: int) -> None:
                 out.write_table(pending, row_group_size=row_group_rows)
     finally:
         shutil.rmtree(spill, ignore_errors=True)
-
-
-def _ts_range(file: pq.ParquetFile) -> tuple[int, int]:
-    """The file's earliest and latest event time, in microseconds since the epoch."""
-    low, high = None, None
-    for batch in file.iter_batches(batch_size=SPILL_BATCH_ROWS, columns=["ts"]):
-        a, b = pc.min_max(batch.column("ts").cast(pa.int64())).values()
-        low = a.as_py() if low is None else min(low, a.as_py())
-        high = b.as_py() if high is None else max(high, b.as_py())
-    assert low is not None and high is not None
-    return low, high
 
 
 def _swap_in(staging: Path, target: Path) -> None:
