@@ -64,6 +64,7 @@ class Interactions:
     converted: np.ndarray  # bool: the event is a conversion
     n_users: int
     n_items: int
+    ts: np.ndarray | None = None  # int64 microseconds since the epoch, where known
 
 
 @dataclass(frozen=True)
@@ -164,19 +165,52 @@ def users_per_item(aggregates: Aggregates) -> np.ndarray:
     return np.diff(aggregates.weights.tocsc().indptr).astype(np.float64)
 
 
-def user_features(aggregates: Aggregates, vectors: np.ndarray) -> UserFeatures:
+@dataclass(frozen=True)
+class ItemBasis:
+    """What user features take from everyone's events: each item's inverse user
+    frequency and the global conversion rate. A batch snapshot uses the basis of
+    its own events; the stream applies later events on the latest snapshot's basis
+    (features.streaming), and a later backfill recomputes both."""
+
+    inverse: np.ndarray  # float64 [items]: 1/|C_i|; 1 for an item nobody touched yet
+    rate: float  # conversions over events, over all users
+
+
+def item_basis(aggregates: Aggregates) -> ItemBasis:
+    # An untouched item weighs 1/1, as for its first user: a batch never sees such an
+    # item in a user's sum, so this changes no batch value.
     counts = users_per_item(aggregates)
-    inverse = np.divide(1.0, counts, out=np.zeros_like(counts), where=counts > 0)
-    weights = sp.csr_matrix(aggregates.weights.multiply(inverse[np.newaxis, :]))
-    vector = l2_normalise(np.asarray(weights @ vectors.astype(np.float64)))
     n_events, n_conv = aggregates.user_events, aggregates.user_conversions
     rate = float(n_conv.sum() / n_events.sum()) if n_events.sum() else 0.0
-    bias = (n_conv + CONVERSION_PRIOR * rate) / (n_events + CONVERSION_PRIOR)
+    return ItemBasis(inverse=1.0 / np.maximum(counts, 1.0), rate=rate)
+
+
+def raw_interest(aggregates: Aggregates, vectors: np.ndarray, basis: ItemBasis) -> np.ndarray:
+    """float64 [users, D]: sum_i w_i * behaviour_i before normalisation."""
+    weights = sp.csr_matrix(aggregates.weights.multiply(basis.inverse[np.newaxis, :]))
+    return np.asarray(weights @ vectors.astype(np.float64))
+
+
+def finished_user_features(
+    raw: np.ndarray, events: np.ndarray, conversions: np.ndarray, rate: float
+) -> UserFeatures:
+    """The served user features from a user's running sums (batch and stream alike)."""
+    bias = (conversions + CONVERSION_PRIOR * rate) / (events + CONVERSION_PRIOR)
     return UserFeatures(
-        vector=vector.astype(np.float32),
+        vector=l2_normalise(raw).astype(np.float32),
         bias=bias.astype(np.float32),
-        activity=np.log1p(n_events).astype(np.float32),
-        active=n_events > 0,
+        activity=np.log1p(events).astype(np.float32),
+        active=events > 0,
+    )
+
+
+def user_features(
+    aggregates: Aggregates, vectors: np.ndarray, basis: ItemBasis | None = None
+) -> UserFeatures:
+    basis = basis or item_basis(aggregates)
+    raw = raw_interest(aggregates, vectors, basis)
+    return finished_user_features(
+        raw, aggregates.user_events, aggregates.user_conversions, basis.rate
     )
 
 

@@ -47,6 +47,7 @@ from features.online_layout import (
     redis_client,
     redis_timestamp,
     sqlite_event_ts,
+    string_list_values,
 )
 
 if TYPE_CHECKING:
@@ -79,25 +80,28 @@ class ViewTable:
     key: str
     path: Path
     features: tuple[str, ...]
-    vectors: frozenset[str]  # the list<float32> features; the others are float32
+    vectors: frozenset[str]  # the list<float32> features
+    string_lists: frozenset[str] = frozenset()  # the list<string> ones; the rest are float32
 
 
 def view_table(view: Any, path: Path) -> ViewTable:
     """A registered FeatureView's table, its features typed as the registry types them."""
-    from feast.types import Array, Float32
+    from feast.types import Array, Float32, String
 
     if len(view.join_keys) != 1:
         raise MaterializeError(
             f"{view.name} has {len(view.join_keys)} join keys; use --writer feast"
         )
     vectors = frozenset(f.name for f in view.features if f.dtype == Array(Float32))
-    odd = [f.name for f in view.features if f.name not in vectors and f.dtype != Float32]
+    strings = frozenset(f.name for f in view.features if f.dtype == Array(String))
+    odd = [f.name for f in view.features if f.name not in vectors | strings and f.dtype != Float32]
     if odd:
         raise MaterializeError(
-            f"{view.name}: {', '.join(odd)} not float32 or a float32 list; use --writer feast"
+            f"{view.name}: {', '.join(odd)} not float32 or a float32 or string list; "
+            "use --writer feast"
         )
     features = tuple(f.name for f in view.features)
-    return ViewTable(view.name, view.join_keys[0], path, features, vectors)
+    return ViewTable(view.name, view.join_keys[0], path, features, vectors, strings)
 
 
 @dataclass(frozen=True)
@@ -265,6 +269,8 @@ def encode(rows: pa.Table, table: ViewTable, keys: EntityKeys) -> Encoded:
         column = rows[feature].combine_chunks()
         if feature in table.vectors:
             values[feature] = float_list_values(column)
+        elif feature in table.string_lists:
+            values[feature] = string_list_values(column)
         else:
             values[feature] = float_values(column)
             scalars[feature] = column

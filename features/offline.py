@@ -129,8 +129,8 @@ def load_catalog(workspace: Workspace, rejections: Rejections | None = None) -> 
 class EventWindows:
     """The training events of one time window at a time, validated and indexed."""
 
-    def __init__(self, path: Path, catalog: Catalog, rejections: Rejections) -> None:
-        self._dataset = ds.dataset(path, format="parquet")
+    def __init__(self, paths: Sequence[Path], catalog: Catalog, rejections: Rejections) -> None:
+        self._dataset = ds.dataset([str(p) for p in paths], format="parquet")
         self._item_index = {item: i for i, item in enumerate(catalog.item_ids)}
         self._known_items = pa.array(catalog.item_ids)
         self._rejections = rejections
@@ -161,6 +161,7 @@ class EventWindows:
         items = [self._item_index[i] for i in events["item_id"].to_pylist()]
         kinds = events["event_type"].to_pylist()
         return Interactions(
+            ts=pc.cast(events["ts"], pa.int64()).to_numpy(zero_copy_only=False),
             user=np.asarray(users, dtype=np.int64),
             item=np.asarray(items, dtype=np.int64),
             weight=np.asarray([EVENT_WEIGHTS[k] for k in kinds]),
@@ -187,7 +188,8 @@ def final_snapshot(manifest: Manifest, last_event: datetime | None) -> datetime:
 
 def default_times(workspace: Workspace) -> list[datetime]:
     manifest = Manifest.read(workspace.manifest_path)
-    column = pq.read_table(workspace.events_path, columns=["ts"])["ts"]
+    files = [str(f) for f in workspace.event_files()]
+    column = ds.dataset(files, format="parquet").to_table(columns=["ts"])["ts"]
     last = pc.max(column).as_py() if len(column) else None
     return snapshot_times(manifest.start_ts, final_snapshot(manifest, last))
 
@@ -247,7 +249,7 @@ def backfill(
     times = sorted(times or default_times(workspace))
     report = BackfillReport(snapshots=list(times), dry_run=dry_run)
     catalog = load_catalog(workspace, report.rejections)
-    events = EventWindows(workspace.events_path, catalog, report.rejections)
+    events = EventWindows(workspace.event_files(), catalog, report.rejections)
     if dry_run:
         report.events = events.count(None, times[-1])
         report.replacing = sum(

@@ -200,6 +200,19 @@ def float_list_values(column: pa.Array) -> pa.LargeBinaryArray:
     )
 
 
+def string_list_values(column: pa.Array) -> pa.LargeBinaryArray:
+    """Serialised ValueProtos of a list<string> column (string_list_val); b"" for a null.
+    Row by row with Feast's own proto classes: such views are small (recent items)."""
+    from feast.protos.feast.types.Value_pb2 import StringList, Value
+
+    rows = column.to_pylist()
+    serialised = [
+        b"" if row is None else Value(string_list_val=StringList(val=row)).SerializeToString()
+        for row in rows
+    ]
+    return pa.array(serialised, pa.large_binary())
+
+
 def _float_list_header(count: int) -> bytes:
     packed = 4 * count
     inner = PACKED_VAL_TAG + _varint(packed) if count else b""

@@ -238,7 +238,7 @@ def _valid_events(
     latest = datetime.now(UTC) + timedelta(days=1)
     known = items.select(F.col("item_id").alias("known_item"), F.lit(True).alias("known"))
     events = (
-        spark.read.parquet(str(workspace.events_path))
+        spark.read.parquet(*(str(f) for f in workspace.event_files()))
         .filter(F.col("ts") < F.lit(end))
         .join(F.broadcast(known), F.col("item_id") == F.col("known_item"), "left")
     )

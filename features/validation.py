@@ -37,10 +37,9 @@ class Rejections:
         return f"{self.total} bad rows left out: {parts}"
 
 
-def valid_events(
-    table: pa.Table, known_items: pa.Array, rejections: Rejections, now: datetime | None = None
-) -> pa.Table:
-    """The rows of an event batch that can be used; the rest counted in rejections."""
+def event_problems(table: pa.Table, known_items: pa.Array, now: datetime | None = None) -> pa.Array:
+    """Per event row, the first reason it cannot be used, or null for a good row: the
+    one rule set for the backfill's batches and the event API's calls."""
     missing = set(EVENTS_SCHEMA.names) - set(table.column_names)
     if missing:
         raise ValueError(f"events lack column(s) {sorted(missing)}")
@@ -53,12 +52,24 @@ def valid_events(
         ("timestamp missing or out of range", _in_range(ts, EARLIEST, latest)),
         ("item not in catalog", pc.is_in(table["item_id"], known_items)),
     ]
-    keep = pa.array([True] * table.num_rows, type=pa.bool_())
-    for reason, ok in checks:
+    problem = pa.nulls(table.num_rows, pa.string())
+    for reason, ok in reversed(checks):  # the first failing check's reason wins
         ok = pc.fill_null(ok, False)
-        rejections.add(reason, pc.sum(pc.and_(keep, pc.invert(ok))).as_py() or 0)
-        keep = pc.and_(keep, ok)
-    return table.filter(keep)
+        problem = pc.if_else(ok, problem, pa.scalar(reason))
+    return problem.combine_chunks() if isinstance(problem, pa.ChunkedArray) else problem
+
+
+def valid_events(
+    table: pa.Table, known_items: pa.Array, rejections: Rejections, now: datetime | None = None
+) -> pa.Table:
+    """The rows of an event batch that can be used; the rest counted in rejections."""
+    problem = event_problems(table, known_items, now)
+    bad = problem.drop_null()
+    if len(bad):
+        counts = bad.value_counts()
+        for entry in counts.to_pylist():
+            rejections.add(entry["values"], entry["counts"])
+    return table.filter(pc.is_null(problem))
 
 
 def valid_catalog(table: pa.Table, rejections: Rejections) -> pa.Table:

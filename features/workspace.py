@@ -37,6 +37,13 @@ class Stores:
     offline_store: str = "duckdb"
     # Spark settings, spark.master among them: the backfill's and the offline store's.
     spark: tuple[tuple[str, str], ...] = (("spark.master", SPARK_LOCAL),)
+    # The event log (features.event_log): local (a SQLite file in the workspace) or
+    # redis (a Redis Stream on the online store's Redis); empty = follow the online store.
+    event_log: str = ""
+
+    @property
+    def event_log_kind(self) -> str:
+        return self.event_log or ("local" if self.online_store == "sqlite" else "redis")
 
     def offline_config(self) -> dict[str, Any]:
         """feature_store.yaml's offline_store section."""
@@ -95,6 +102,21 @@ class Workspace:
         return self.data_dir / "events.parquet"
 
     @property
+    def logged_events_dir(self) -> Path:
+        """Events the stream worker took from the event log, one parquet file per
+        batch, in the events' schema: the next backfill and training read them."""
+        return self.data_dir / "events-logged"
+
+    def event_files(self) -> list[Path]:
+        """Every training event file: the data set's, then the logged ones in log order."""
+        return [self.events_path, *sorted(self.logged_events_dir.glob("*.parquet"))]
+
+    @property
+    def stream_dir(self) -> Path:
+        """The embedded event log and the stream worker's state."""
+        return self.home / "stream"
+
+    @property
     def heldout_path(self) -> Path:
         """Held-out interactions for evaluation; never read by features or training."""
         return self.data_dir / "heldout.parquet"
@@ -124,6 +146,10 @@ class Workspace:
     @property
     def user_embeddings_path(self) -> Path:
         return self.offline_dir / names.USER_EMBEDDING_VIEW
+
+    @property
+    def user_recent_items_path(self) -> Path:
+        return self.offline_dir / names.USER_RECENT_VIEW
 
     @property
     def item_embeddings_path(self) -> Path:

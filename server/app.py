@@ -20,10 +20,12 @@ import pyarrow.parquet as pq
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from features.event_log import open_event_log
 from features.rows import UserRow
 from features.workspace import Workspace
 from server.config import Settings
 from server.errors import FeatureStoreUnavailable, StartupError
+from server.events.intake import EventIntake, EventLimits, KnownItems
 from server.metrics import Metrics, channelz_server_ids
 from server.model_runtime import OnnxRanker, check_wiring
 from server.model_swap import ModelSwap, Serving
@@ -36,10 +38,12 @@ from server.sources.feast_provider import FeastFeatures
 from server.sources.item_cache import ItemFeatureCache
 from server.sources.port import FeatureSource
 from server.sources.user_fallback import Policy, UserFallback
+from server.stream_thread import StreamThread
 from server.transport.admission import Admission
 from server.transport.auth import BearerAuth, TokenFile
 from server.transport.handlers import SERVICE, add_to_server
 from server.transport.info import InfoServicer
+from server.transport.log_events import EventsServicer
 from server.transport.servicer import RankerServicer
 from server.transport.tls import server_credentials
 from server.transport.tracing import tracer_for
@@ -205,7 +209,8 @@ async def create_server(
     users = user_fallback(settings, loaded.features)
     servicer = RankerServicer(loaded.pipeline, users, admission, settings, metrics, tracer)
     running: Running | None = None
-    add_to_server(servicer, InfoServicer(lambda: describe(running, loaded)), server)
+    events = EventsServicer(event_intake(settings, loaded), metrics)
+    add_to_server(servicer, InfoServicer(lambda: describe(running, loaded)), events, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
@@ -259,6 +264,27 @@ async def create_server(
     return running
 
 
+def event_intake(settings: Settings, loaded: Loaded) -> EventIntake:
+    """LogEvents' checks and log. An event's item must be in the catalogue: the newest
+    offline snapshot's items, or, on a host without the offline store, the cached ones."""
+    workspace = settings.workspace
+    catalogue = catalogue_ids(workspace)
+    cache = loaded.features.cache if isinstance(loaded.features, CachedFeatures) else None
+
+    def ids() -> list[str]:
+        return catalogue() or (cache.cached_ids() if cache is not None else [])
+
+    known = KnownItems(ids, lambda: cache.loaded_at if cache is not None else 0.0)
+    limits = EventLimits(
+        settings.max_events_per_call,
+        settings.max_id_length,
+        settings.max_query_length,
+        settings.max_event_backlog,
+    )
+    event_log = open_event_log(workspace, settings.event_dedup_seconds)
+    return EventIntake(event_log, known, limits)
+
+
 def user_fallback(settings: Settings, features: FeatureSource) -> UserFallback:
     """The user reads a server's calls make: the cached source's own (which its items
     follow), else one over the given source (a test's)."""
@@ -292,6 +318,7 @@ def run(settings: Settings, on_ready: Callable[[int], None] | None = None) -> No
 
 async def serve(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain with a grace period."""
+    stream = StreamThread(settings) if settings.stream_worker else None
     loaded = load(settings)
     await warm_up(loaded)
     running = await create_server(settings, loaded)
@@ -300,8 +327,12 @@ async def serve(settings: Settings, on_ready: Callable[[int], None] | None = Non
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
     log.info("serving on %s:%d, model %s", settings.host, running.port, running.model_version)
+    if stream is not None:
+        stream.start()
     if on_ready:
         on_ready(running.port)
     await stopping.wait()
     print(f"shoprank stopping: draining for up to {settings.grace_seconds:g}s", flush=True)
     await running.stop(settings.grace_seconds)
+    if stream is not None:
+        stream.stop()

@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from features.event_log import LOG_KINDS
 from features.workspace import OFFLINE_STORES, ONLINE_STORES, SPARK_LOCAL, Stores, Workspace
 
 ENV_PREFIX = "SHOPRANK_"
@@ -77,6 +78,22 @@ class Settings:
     # More Spark settings for both, as key=value,key=value
     # (spark.executor.memory=8g,spark.sql.shuffle.partitions=400).
     spark_conf: str = ""
+    # The event log LogEvents writes and the stream worker reads: local (a SQLite file
+    # in the workspace) or redis (a Redis Stream on the online store's Redis, which
+    # redis_cluster also serves); empty = local with SQLite, redis with Redis.
+    event_log: str = ""
+    # Events per LogEvents call; more is INVALID_ARGUMENT.
+    max_events_per_call: int = 10_000
+    # Events in the log that the stream worker has not applied yet; at this bound
+    # LogEvents sheds with RESOURCE_EXHAUSTED and writes nothing (back-pressure).
+    max_event_backlog: int = 1_000_000
+    # How long an accepted event_id is remembered: a retry within it is a duplicate.
+    event_dedup_seconds: float = 86_400.0
+    # An event's query longer than this is rejected.
+    max_query_length: int = 1024
+    # `serve` runs the stream worker itself (in the supervisor when several processes
+    # serve): the embedded default's one command for real-time features.
+    stream_worker: bool = False
     # Items held in memory; the whole catalogue when it fits (1M items of 128
     # dims is about 0.6 GB), else the most recently used.
     item_cache_capacity: int = 1_000_000
@@ -122,7 +139,9 @@ class Settings:
     def workspace(self) -> Workspace:
         """The workspace at home, with the Feast stores these settings name."""
         spark = (("spark.master", self.spark_master), *spark_pairs(self.spark_conf))
-        stores = Stores(self.online_store, self.redis, self.registry, self.offline_store, spark)
+        stores = Stores(
+            self.online_store, self.redis, self.registry, self.offline_store, spark, self.event_log
+        )
         return Workspace(self.home, stores)
 
 
@@ -137,12 +156,17 @@ def spark_pairs(text: str) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+BOOLEANS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
 def _coerce(name: str, raw: str, kind: type) -> Any:
     try:
+        if kind is bool:
+            return BOOLEANS[raw.strip().lower()]
         if kind is Path:
             return Path(raw)
         return kind(raw)
-    except ValueError:
+    except (ValueError, KeyError):
         raise ConfigError(
             f"{ENV_PREFIX}{name.upper()}={raw!r} is not a valid {kind.__name__}"
         ) from None
@@ -192,6 +216,9 @@ def validate(settings: Settings) -> Settings:
         "max_request_bytes",
         "max_metadata_bytes",
         "stale_user_capacity",
+        "max_events_per_call",
+        "max_event_backlog",
+        "max_query_length",
     ):
         if getattr(settings, name) < 1:
             raise ConfigError(f"{name} must be at least 1, got {getattr(settings, name)}")
@@ -212,6 +239,7 @@ def validate(settings: Settings) -> Settings:
         "user_read_timeout_seconds",
         "stale_user_seconds",
         "store_probe_seconds",
+        "event_dedup_seconds",
     ):
         if getattr(settings, name) <= 0:
             raise ConfigError(f"{name} must be above 0, got {getattr(settings, name)}")
@@ -236,6 +264,8 @@ def _validate_stores(settings: Settings) -> None:
             "redis must be a Feast connection string host:port[,host:port][,key=value], "
             f"got {settings.redis!r}"
         )
+    if settings.event_log not in ("", *LOG_KINDS):
+        raise ConfigError(f"event_log must be empty, local or redis, got {settings.event_log!r}")
     if settings.registry and "://" not in settings.registry:
         raise ConfigError(
             "registry must be empty (a file in the workspace) or a SQLAlchemy URL such as "

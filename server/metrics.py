@@ -91,7 +91,18 @@ class Metrics:
         self.denied = Counts(
             "shoprank_auth_denied", "Calls refused UNAUTHENTICATED, by method.", "method"
         )
+        self.event_calls = Counts(
+            "shoprank_log_events_requests", "LogEvents calls by final status code.", "code"
+        )
+        self.events = Counts(
+            "shoprank_events",
+            "Events sent to LogEvents, by outcome: accepted (written to the event log), "
+            "duplicate (an id accepted before) or rejected (the response gives the reason).",
+            "outcome",
+        )
         for collector in (
+            self.event_calls,
+            self.events,
             self.requests,
             self.stage_seconds,
             self.candidates,
@@ -170,8 +181,8 @@ class Counts:
         self._label = label
         self._counts: dict[str, int] = {}
 
-    def inc(self, key: str) -> None:
-        self._counts[key] = self._counts.get(key, 0) + 1
+    def inc(self, key: str, by: int = 1) -> None:
+        self._counts[key] = self._counts.get(key, 0) + by
 
     def collect(self) -> Iterator[CounterMetricFamily]:
         family = CounterMetricFamily(self._name, self._help, labels=[self._label])

@@ -64,7 +64,9 @@ def serve_processes(settings: Settings, on_ready: Callable[[int], None]) -> None
     children = []
     for i in range(settings.processes):
         metrics = settings.metrics_port + i if settings.metrics_port else 0
-        child_settings = replace(settings, port=port, processes=1, metrics_port=metrics)
+        child_settings = replace(
+            settings, port=port, processes=1, metrics_port=metrics, stream_worker=False
+        )
         parent_end, child_end = context.Pipe(duplex=False)
         process = context.Process(target=_child, args=(child_settings, child_end), name=f"rank-{i}")
         process.start()
@@ -77,17 +79,25 @@ def serve_processes(settings: Settings, on_ready: Callable[[int], None]) -> None
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    stream = None
     try:
         for _, pipe in children:
             status, detail = pipe.recv() if pipe.poll(600) else ("failed", "start-up timed out")
             if status != "ready":  # every process fails alike: report the first's reason
                 raise StartupError(detail)
+        if settings.stream_worker:  # here, not in a server process: no shared GIL
+            from server.stream_thread import StreamThread
+
+            stream = StreamThread(settings)
+            stream.start()
         on_ready(port)
         while not stopping and all(p.is_alive() for p, _ in children):
             time.sleep(0.2)
         if not stopping:
             raise StartupError("a server process died; stopped the others")
     finally:
+        if stream is not None:
+            stream.stop()
         _stop_all([p for p, _ in children], settings.grace_seconds)
 
 

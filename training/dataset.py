@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from features import names
@@ -42,8 +43,9 @@ def entity_rows(
     workspace: Workspace, negatives: int, seed: int, max_positives: int = 0
 ) -> pd.DataFrame:
     """(user_id, item_id, event_timestamp, label) rows to join features onto."""
-    events = pq.read_table(
-        workspace.events_path, columns=["user_id", "item_id", "event_type", "ts"]
+    files = [str(f) for f in workspace.event_files()]
+    events = ds.dataset(files, format="parquet").to_table(
+        columns=["user_id", "item_id", "event_type", "ts"]
     )
     events = events.filter(pc.is_in(events["event_type"], pa.array(sorted(POSITIVE_EVENTS))))
     positives = (

@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource
 from feast.data_format import ParquetFormat
-from feast.types import Array, Float32
+from feast.types import Array, Float32, String
 from feast.value_type import ValueType
 
 from features import names as n
@@ -90,6 +90,24 @@ item_embeddings = FeatureView(
     ttl=NO_EXPIRY,
     schema=[Field(name=n.ITEM_EMBEDDING, dtype=Array(Float32))],
     source=item_embeddings_source,
+)
+
+# Written by the stream worker (`shoprank features stream`) as events arrive; the
+# files exist only where someone exports them, so no batch job reads this source.
+user_recent_items_source = FileSource(
+    name="user_recent_items_source",
+    path="offline/user_recent_items/*.parquet",
+    file_format=ParquetFormat(),
+    timestamp_field="event_timestamp",
+)
+
+# The user's last distinct items, newest first: for the ranker's sequential inputs.
+user_recent_items = FeatureView(
+    name=n.USER_RECENT_VIEW,
+    entities=[user],
+    ttl=NO_EXPIRY,
+    schema=[Field(name=n.RECENT_ITEMS, dtype=Array(String))],
+    source=user_recent_items_source,
 )
 
 # What ranker v1 consumes; a model records this name and is checked against it.

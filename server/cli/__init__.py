@@ -61,7 +61,7 @@ def _synthetic_options(parser: argparse.ArgumentParser) -> None:
 
 def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     features = sub.add_parser("features", help="the Feast repo's life cycle")
-    features.add_argument("action", choices=("apply", "backfill", "materialize"))
+    features.add_argument("action", choices=("apply", "backfill", "materialize", "stream"))
     features.add_argument("--start", help="ISO date/time (backfill, materialize)")
     features.add_argument("--end", help="ISO date/time (backfill, materialize)")
     features.add_argument(
@@ -74,7 +74,7 @@ def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--writer",
         choices=("shoprank", "feast"),
         default="shoprank",
-        help="materialize: shoprank's bulk writer (default) or Feast's own",
+        help="materialize, stream: shoprank's bulk writer (default) or Feast's own",
     )
     features.add_argument(
         "--engine",
@@ -87,6 +87,9 @@ def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     )
     features.add_argument(
         "--batch-rows", type=int, help="materialize: entities per write batch (default 10000)"
+    )
+    features.add_argument(
+        "--batch-events", type=int, help="stream: events per batch at most (default 5000)"
     )
     _home(features)
     features.set_defaults(run=commands.cmd_features)
@@ -122,6 +125,12 @@ def _serving_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     serve.add_argument("--tls-client-ca", help="PEM roots: callers need a certificate (mTLS)")
     serve.add_argument(
         "--auth-tokens", help="file of bearer tokens, one per line; re-read on change"
+    )
+    serve.add_argument(
+        "--stream-worker",
+        action="store_true",
+        default=None,
+        help="also run the event stream worker (`features stream`) in this server",
     )
     serve.set_defaults(run=commands.cmd_serve)
     rank = sub.add_parser("rank", help="rank candidates through a running server")
@@ -223,6 +232,7 @@ def settings_for(args: argparse.Namespace) -> Settings:
         auth_tokens=getattr(args, "auth_tokens", None),
         log_format=getattr(args, "log_format", None),
         spark_master=getattr(args, "spark_master", None),
+        stream_worker=getattr(args, "stream_worker", None),
     )
 
 

@@ -64,6 +64,8 @@ def cmd_features(settings: Settings, args: argparse.Namespace) -> None:
         say(f"applied {', '.join(store.apply(workspace))} -> {workspace.repo_dir}")
     elif args.action == "backfill":
         run_backfill(workspace, args)
+    elif args.action == "stream":
+        run_stream(settings, args)
     else:
         start = parse_time(args.start) if args.start else None
         end = parse_time(args.end) if args.end else None
@@ -80,6 +82,51 @@ def cmd_features(settings: Settings, args: argparse.Namespace) -> None:
         for view, rows in counts.items():
             say(f"materialized {view}: {rows} entities")
         say(f"materialize took {time.perf_counter() - started:.1f}s")
+
+
+def run_stream(settings: Settings, args: argparse.Namespace) -> None:
+    """The stream worker until SIGTERM or SIGINT; a line of progress every 10 s."""
+    import signal
+    import threading
+
+    from features.event_log import open_event_log
+    from features.stream_worker import BATCH_EVENTS, StreamConfig, StreamWorker
+
+    workspace = settings.workspace
+    config = StreamConfig(
+        batch_events=args.batch_events or BATCH_EVENTS,
+        writer=args.writer,
+        dedup_seconds=settings.event_dedup_seconds,
+    )
+    worker = StreamWorker(
+        workspace, open_event_log(workspace, settings.event_dedup_seconds), config
+    )
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    worker.load()
+    assert worker.snapshot is not None
+    say(
+        f"stream: on the snapshot of {worker.snapshot.at:%Y-%m-%d %H:%M:%S}, "
+        f"{workspace.stores.event_log_kind} event log; stop with Ctrl-C"
+    )
+    shown = [time.monotonic(), 0]
+
+    def progress() -> None:
+        if time.monotonic() - shown[0] >= 10:
+            stats = worker.stats
+            rate = (stats.events - shown[1]) / (time.monotonic() - shown[0])
+            say(
+                f"stream: {stats.events} events applied ({rate:.0f}/s), "
+                f"{stats.duplicates} duplicates, {stats.late} late"
+            )
+            shown[:] = [time.monotonic(), stats.events]
+
+    try:
+        worker.run(stop, progress)
+    finally:
+        worker.close()
+    say(f"stream: stopped after {worker.stats.events} events")
 
 
 def run_backfill(workspace: Workspace, args: argparse.Namespace) -> None:

@@ -6,13 +6,20 @@ import grpc
 
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.transport.info import InfoServicer
+from server.transport.log_events import EventsServicer
+from server.transport.log_events import parse as parse_events
 from server.transport.requests import parse
 from server.transport.servicer import RankerServicer
 
 SERVICE = pb.DESCRIPTOR.services_by_name["Ranker"].full_name
 
 
-def add_to_server(servicer: RankerServicer, info: InfoServicer, server: grpc.aio.Server) -> None:
+def add_to_server(
+    servicer: RankerServicer,
+    info: InfoServicer,
+    events: EventsServicer,
+    server: grpc.aio.Server,
+) -> None:
     """As the generated add_RankerServicer_to_server, with two differences.
 
     Pages are serialised already (server.transport.pages.to_pages): they pass through as bytes.
@@ -36,6 +43,11 @@ def add_to_server(servicer: RankerServicer, info: InfoServicer, server: grpc.aio
             info.GetServingInfo,
             request_deserializer=lambda _: pb.GetServingInfoRequest(),  # it has no fields
             response_serializer=pb.ServingInfo.SerializeToString,
+        ),
+        "LogEvents": grpc.unary_unary_rpc_method_handler(
+            events.LogEvents,
+            request_deserializer=parse_events,
+            response_serializer=pb.LogEventsResponse.SerializeToString,
         ),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))

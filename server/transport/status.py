@@ -11,6 +11,7 @@ import logging
 import grpc
 
 from features.errors import FeatureSchemaMismatch
+from features.event_log import EventLogFull, EventLogUnavailable
 from server.errors import (
     DeadlineExceeded,
     FeatureStoreUnavailable,
@@ -27,6 +28,8 @@ STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (InvalidRequest, grpc.StatusCode.INVALID_ARGUMENT),
     (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (FeatureStoreUnavailable, grpc.StatusCode.UNAVAILABLE),
+    (EventLogFull, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    (EventLogUnavailable, grpc.StatusCode.UNAVAILABLE),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (FeatureSchemaMismatch, grpc.StatusCode.FAILED_PRECONDITION),
 )

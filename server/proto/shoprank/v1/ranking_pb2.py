@@ -22,29 +22,38 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&server/proto/shoprank/v1/ranking.proto\x12\x0bshoprank.v1\"\x17\n\x15GetServingInfoRequest\"\xa5\x01\n\x0bServingInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x17\n\x0fmodel_loaded_at\x18\x02 \x01(\x01\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61\x63he_age_seconds\x18\x04 \x01(\x01\x12\x1c\n\x14last_materialization\x18\x05 \x01(\x01\x12\x14\n\x0c\x63\x61\x63hed_items\x18\x06 \x01(\x04\"|\n\x0bRankRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\r\n\x05query\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\r\"z\n\x0cRankResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.shoprank.v1.RankedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12+\n\x05\x66lags\x18\x03 \x03(\x0e\x32\x1c.shoprank.v1.ScoreParts.Flag\"b\n\nRankedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\x12&\n\x05parts\x18\x04 \x01(\x0b\x32\x17.shoprank.v1.ScoreParts\"\xdc\x02\n\nScoreParts\x12\x12\n\nsimilarity\x18\x01 \x01(\x02\x12\x0c\n\x04\x62ias\x18\x02 \x01(\x02\x12\x13\n\x0bmodel_score\x18\x03 \x01(\x02\x12\x17\n\x0fheuristic_score\x18\x04 \x01(\x02\x12 \n\x18user_feature_age_seconds\x18\x05 \x01(\x01\x12 \n\x18item_feature_age_seconds\x18\x06 \x01(\x01\x12+\n\x05\x66lags\x18\x07 \x03(\x0e\x32\x1c.shoprank.v1.ScoreParts.Flag\x12\x17\n\x0f\x65mbedding_score\x18\x08 \x01(\x02\"t\n\x04\x46lag\x12\x14\n\x10\x46LAG_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43OLD_START_USER\x10\x01\x12\x10\n\x0cUNKNOWN_ITEM\x10\x02\x12\r\n\tHEURISTIC\x10\x03\x12\x12\n\x0eSTALE_FEATURES\x10\x04\x12\x0c\n\x08\x44\x45GRADED\x10\x05\x32\x97\x01\n\x06Ranker\x12=\n\x04Rank\x12\x18.shoprank.v1.RankRequest\x1a\x19.shoprank.v1.RankResponse0\x01\x12N\n\x0eGetServingInfo\x12\".shoprank.v1.GetServingInfoRequest\x1a\x18.shoprank.v1.ServingInfob\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n&server/proto/shoprank/v1/ranking.proto\x12\x0bshoprank.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x87\x01\n\x05\x45vent\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0f\n\x07item_id\x18\x03 \x01(\t\x12\x0c\n\x04type\x18\x04 \x01(\t\x12-\n\ttimestamp\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\r\n\x05query\x18\x06 \x01(\t\"6\n\x10LogEventsRequest\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.shoprank.v1.Event\"g\n\x11LogEventsResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x12\n\nduplicates\x18\x02 \x01(\r\x12,\n\x08rejected\x18\x03 \x03(\x0b\x32\x1a.shoprank.v1.RejectedEvent\"@\n\rRejectedEvent\x12\r\n\x05index\x18\x01 \x01(\r\x12\x10\n\x08\x65vent_id\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"\x17\n\x15GetServingInfoRequest\"\xa5\x01\n\x0bServingInfo\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x17\n\x0fmodel_loaded_at\x18\x02 \x01(\x01\x12\x17\n\x0f\x66\x65\x61ture_service\x18\x03 \x01(\t\x12\x19\n\x11\x63\x61\x63he_age_seconds\x18\x04 \x01(\x01\x12\x1c\n\x14last_materialization\x18\x05 \x01(\x01\x12\x14\n\x0c\x63\x61\x63hed_items\x18\x06 \x01(\x04\"|\n\x0bRankRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x1a\n\x12\x63\x61ndidate_item_ids\x18\x02 \x03(\t\x12\r\n\x05top_k\x18\x03 \x01(\r\x12\r\n\x05query\x18\x04 \x01(\t\x12\x0f\n\x07\x65xplain\x18\x05 \x01(\x08\x12\x11\n\tpage_size\x18\x06 \x01(\r\"z\n\x0cRankResponse\x12&\n\x05items\x18\x01 \x03(\x0b\x32\x17.shoprank.v1.RankedItem\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12+\n\x05\x66lags\x18\x03 \x03(\x0e\x32\x1c.shoprank.v1.ScoreParts.Flag\"b\n\nRankedItem\x12\x0f\n\x07item_id\x18\x01 \x01(\t\x12\x0c\n\x04rank\x18\x02 \x01(\r\x12\r\n\x05score\x18\x03 \x01(\x02\x12&\n\x05parts\x18\x04 \x01(\x0b\x32\x17.shoprank.v1.ScoreParts\"\xdc\x02\n\nScoreParts\x12\x12\n\nsimilarity\x18\x01 \x01(\x02\x12\x0c\n\x04\x62ias\x18\x02 \x01(\x02\x12\x13\n\x0bmodel_score\x18\x03 \x01(\x02\x12\x17\n\x0fheuristic_score\x18\x04 \x01(\x02\x12 \n\x18user_feature_age_seconds\x18\x05 \x01(\x01\x12 \n\x18item_feature_age_seconds\x18\x06 \x01(\x01\x12+\n\x05\x66lags\x18\x07 \x03(\x0e\x32\x1c.shoprank.v1.ScoreParts.Flag\x12\x17\n\x0f\x65mbedding_score\x18\x08 \x01(\x02\"t\n\x04\x46lag\x12\x14\n\x10\x46LAG_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x43OLD_START_USER\x10\x01\x12\x10\n\x0cUNKNOWN_ITEM\x10\x02\x12\r\n\tHEURISTIC\x10\x03\x12\x12\n\x0eSTALE_FEATURES\x10\x04\x12\x0c\n\x08\x44\x45GRADED\x10\x05\x32\xe3\x01\n\x06Ranker\x12=\n\x04Rank\x12\x18.shoprank.v1.RankRequest\x1a\x19.shoprank.v1.RankResponse0\x01\x12N\n\x0eGetServingInfo\x12\".shoprank.v1.GetServingInfoRequest\x1a\x18.shoprank.v1.ServingInfo\x12J\n\tLogEvents\x12\x1d.shoprank.v1.LogEventsRequest\x1a\x1e.shoprank.v1.LogEventsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'server.proto.shoprank.v1.ranking_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETSERVINGINFOREQUEST']._serialized_start=55
-  _globals['_GETSERVINGINFOREQUEST']._serialized_end=78
-  _globals['_SERVINGINFO']._serialized_start=81
-  _globals['_SERVINGINFO']._serialized_end=246
-  _globals['_RANKREQUEST']._serialized_start=248
-  _globals['_RANKREQUEST']._serialized_end=372
-  _globals['_RANKRESPONSE']._serialized_start=374
-  _globals['_RANKRESPONSE']._serialized_end=496
-  _globals['_RANKEDITEM']._serialized_start=498
-  _globals['_RANKEDITEM']._serialized_end=596
-  _globals['_SCOREPARTS']._serialized_start=599
-  _globals['_SCOREPARTS']._serialized_end=947
-  _globals['_SCOREPARTS_FLAG']._serialized_start=831
-  _globals['_SCOREPARTS_FLAG']._serialized_end=947
-  _globals['_RANKER']._serialized_start=950
-  _globals['_RANKER']._serialized_end=1101
+  _globals['_EVENT']._serialized_start=89
+  _globals['_EVENT']._serialized_end=224
+  _globals['_LOGEVENTSREQUEST']._serialized_start=226
+  _globals['_LOGEVENTSREQUEST']._serialized_end=280
+  _globals['_LOGEVENTSRESPONSE']._serialized_start=282
+  _globals['_LOGEVENTSRESPONSE']._serialized_end=385
+  _globals['_REJECTEDEVENT']._serialized_start=387
+  _globals['_REJECTEDEVENT']._serialized_end=451
+  _globals['_GETSERVINGINFOREQUEST']._serialized_start=453
+  _globals['_GETSERVINGINFOREQUEST']._serialized_end=476
+  _globals['_SERVINGINFO']._serialized_start=479
+  _globals['_SERVINGINFO']._serialized_end=644
+  _globals['_RANKREQUEST']._serialized_start=646
+  _globals['_RANKREQUEST']._serialized_end=770
+  _globals['_RANKRESPONSE']._serialized_start=772
+  _globals['_RANKRESPONSE']._serialized_end=894
+  _globals['_RANKEDITEM']._serialized_start=896
+  _globals['_RANKEDITEM']._serialized_end=994
+  _globals['_SCOREPARTS']._serialized_start=997
+  _globals['_SCOREPARTS']._serialized_end=1345
+  _globals['_SCOREPARTS_FLAG']._serialized_start=1229
+  _globals['_SCOREPARTS_FLAG']._serialized_end=1345
+  _globals['_RANKER']._serialized_start=1348
+  _globals['_RANKER']._serialized_end=1575
 # @@protoc_insertion_point(module_scope)

@@ -45,6 +45,11 @@ class RankerStub:
                 request_serializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.GetServingInfoRequest.SerializeToString,
                 response_deserializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.ServingInfo.FromString,
                 _registered_method=True)
+        self.LogEvents = channel.unary_unary(
+                '/shoprank.v1.Ranker/LogEvents',
+                request_serializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.LogEventsRequest.SerializeToString,
+                response_deserializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.LogEventsResponse.FromString,
+                _registered_method=True)
 
 
 class RankerServicer:
@@ -78,6 +83,30 @@ class RankerServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LogEvents(self, request, context):
+        """Logs user events (searches, views, carts, purchases) for real-time features:
+        the stream worker (`shoprank features stream`) applies them to the user's
+        features, so the user's next Rank reflects them, and the next backfill and
+        training read them from the offline event files.
+
+        Each event is checked with the backfill's rules; a rejected event is never
+        written, and the response gives its reason. An accepted event is durable in
+        the event log before the call returns. An event_id already accepted (within
+        the server's dedup window) is a duplicate: answered, not written again, so a
+        retried call is safe.
+
+        Errors (gRPC status codes):
+        INVALID_ARGUMENT   no events, or more than the server's limit per call.
+        RESOURCE_EXHAUSTED the log holds the configured bound of events the stream
+        worker has not applied yet; nothing was written: retry
+        with backoff.
+        UNAVAILABLE        the event log could not be written; nothing was
+        written: retry (duplicates are safe).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_RankerServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -90,6 +119,11 @@ def add_RankerServicer_to_server(servicer, server):
                     servicer.GetServingInfo,
                     request_deserializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.GetServingInfoRequest.FromString,
                     response_serializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.ServingInfo.SerializeToString,
+            ),
+            'LogEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogEvents,
+                    request_deserializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.LogEventsRequest.FromString,
+                    response_serializer=server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.LogEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -147,6 +181,33 @@ class Ranker:
             '/shoprank.v1.Ranker/GetServingInfo',
             server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.GetServingInfoRequest.SerializeToString,
             server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.ServingInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoprank.v1.Ranker/LogEvents',
+            server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.LogEventsRequest.SerializeToString,
+            server_dot_proto_dot_shoprank_dot_v1_dot_ranking__pb2.LogEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""The event API's domain: events checked, then written to the event log."""
