@@ -51,6 +51,13 @@ class EventLogFull(Exception):
     """The log holds max_backlog events the worker has not applied yet."""
 
 
+def _full(bound: int) -> EventLogFull:
+    return EventLogFull(
+        f"the event log holds {bound} events the stream worker has not applied (its bound); "
+        "nothing was written: retry with backoff, and check `shoprank features stream` runs"
+    )
+
+
 class EventLogUnavailable(Exception):
     """The log could not be written or read; nothing of the call was written."""
 
@@ -152,7 +159,7 @@ class SqliteEventLog:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 if self._backlog(conn) >= max_backlog:
-                    raise EventLogFull(f"{max_backlog} events wait for the stream worker")
+                    raise _full(max_backlog)
                 known = self._seen(conn, ids)
                 new: list[bool] = []
                 for event_id in ids:
@@ -315,7 +322,7 @@ class RedisStreamLog:
         except self._errors() as error:
             raise self._down(error) from error
         if result == -1:
-            raise EventLogFull(f"{max_backlog} events wait for the stream worker")
+            raise _full(max_backlog)
         return [bool(flag) for flag in result]
 
     def backlog(self) -> int:

@@ -92,7 +92,7 @@ def test_what_was_not_acknowledged_comes_again(opener: Opener) -> None:
 def test_a_full_log_refuses_the_whole_batch(opener: Opener) -> None:
     log = opener()
     log.append(batch(["a", "b"]), 2)
-    with pytest.raises(EventLogFull, match="2 events"):
+    with pytest.raises(EventLogFull, match="holds 2 events"):
         log.append(batch(["c"]), 2)
     assert log.backlog() == 2
     delivery = log.read(10, 0.01)
