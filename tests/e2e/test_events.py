@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,6 +39,7 @@ def home(workspace: Workspace, tmp_path: Path) -> Workspace:
     return copy
 
 
+@contextmanager
 def serving(settings: Settings) -> Iterator[pb_grpc.RankerStub]:
     server = ServerThread(settings)
     port = server.start()
@@ -94,7 +96,7 @@ def test_each_event_is_checked_and_a_retry_writes_nothing_twice(home: Workspace)
         ),
         good,  # the same id twice in one call
     ]
-    for stub in serving(settings_for(home)):
+    with serving(settings_for(home)) as stub:
         answer = stub.LogEvents(pb.LogEventsRequest(events=events))
         assert (answer.accepted, answer.duplicates) == (2, 1)
         assert [(r.index, r.event_id, r.reason) for r in answer.rejected] == [
@@ -128,7 +130,7 @@ def test_each_event_is_checked_and_a_retry_writes_nothing_twice(home: Workspace)
 def test_a_full_log_sheds_with_resource_exhausted(home: Workspace) -> None:
     item = items_of(home)[0]
     now = stamp(datetime.now(UTC))
-    for stub in serving(settings_for(home, max_event_backlog=3)):
+    with serving(settings_for(home, max_event_backlog=3)) as stub:
         batch = [
             pb.Event(event_id=f"b{k}", user_id="u", item_id=item, type="view", timestamp=now)
             for k in range(3)
@@ -156,7 +158,7 @@ def test_a_log_that_is_down_answers_unavailable(home: Workspace, tmp_path: Path)
         event_id="r1", user_id="u", item_id=item, type="view", timestamp=stamp(datetime.now(UTC))
     )
     try:
-        for stub in serving(settings_for(home, event_log="redis", redis=redis.url)):
+        with serving(settings_for(home, event_log="redis", redis=redis.url)) as stub:
             assert stub.LogEvents(pb.LogEventsRequest(events=[event])).accepted == 1
             redis.kill()
             with pytest.raises(grpc.RpcError) as failed:
@@ -174,7 +176,7 @@ def test_a_rank_changes_once_its_users_events_are_applied(home: Workspace) -> No
     stream = StreamThread(settings)
     stream.start()
     try:
-        for stub in serving(settings):
+        with serving(settings) as stub:
 
             def ranking() -> list[tuple[str, float]]:
                 pages = stub.Rank(
