@@ -37,7 +37,7 @@ proto: venv
 
 run: venv
 	$(BIN)/shoprank pipeline --dataset $(DATASET) --home $(HOME_DIR)
-	$(BIN)/shoprank serve --home $(HOME_DIR) --host $(HOST) --port $(PORT)
+	$(BIN)/shoprank serve --home $(HOME_DIR) --host $(HOST) --port $(PORT) --stream-worker
 
 test: venv $(NODE_DIR)/node_modules/.installed
 	$(BIN)/ruff check .

@@ -7,6 +7,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from importlib import resources
 from pathlib import Path
 
 import grpc
@@ -147,8 +148,17 @@ def test_proto_writes_a_contract_that_compiles(
     written = tmp_path / "contract" / "shoprank" / "v1" / "ranking.proto"
     assert f"wrote {written}" in capsys.readouterr().out
     (tmp_path / "out").mkdir()
+    # The well-known types (google/protobuf/timestamp.proto) ship with every protoc;
+    # grpc_tools keeps its copy here, as `python -m grpc_tools.protoc` passes it.
+    well_known = resources.files("grpc_tools") / "_proto"
     compiled = protoc.main(
-        ["protoc", f"-I{tmp_path / 'contract'}", f"--python_out={tmp_path / 'out'}", str(written)]
+        [
+            "protoc",
+            f"-I{tmp_path / 'contract'}",
+            f"-I{well_known}",
+            f"--python_out={tmp_path / 'out'}",
+            str(written),
+        ]
     )
     assert compiled == 0
     assert (tmp_path / "out" / "shoprank" / "v1" / "ranking_pb2.py").exists()
