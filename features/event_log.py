@@ -103,9 +103,12 @@ class EventLog(Protocol):
     def close(self) -> None: ...
 
 
-def _micros(events: pa.Table) -> list[int]:
-    values: list[int] = pc.cast(events["ts"], pa.int64()).to_pylist()
-    return values
+def _rows(events: pa.Table) -> list[tuple[Any, ...]]:
+    """(event_id, user_id, item_id, event_type, ts in micros, query) per event."""
+    micros = pc.cast(events["ts"], pa.int64()).to_pylist()
+    columns = [events[name].to_pylist() for name in ("event_id", "user_id", "item_id")]
+    kinds, queries = events["event_type"].to_pylist(), events["query"].to_pylist()
+    return list(zip(*columns, kinds, micros, queries, strict=True))
 
 
 def _table(rows: list[tuple[Any, ...]]) -> pa.Table:
@@ -166,20 +169,7 @@ class SqliteEventLog:
                     new.append(event_id not in known)
                     known.add(event_id)
                 now = time.time()
-                rows = [
-                    (e, u, i, t, ts, q)
-                    for keep, e, u, i, t, ts, q in zip(
-                        new,
-                        ids,
-                        events["user_id"].to_pylist(),
-                        events["item_id"].to_pylist(),
-                        events["event_type"].to_pylist(),
-                        _micros(events),
-                        events["query"].to_pylist(),
-                        strict=True,
-                    )
-                    if keep
-                ]
+                rows = [row for keep, row in zip(new, _rows(events), strict=True) if keep]
                 conn.executemany("INSERT INTO seen VALUES (?, ?)", ((r[0], now) for r in rows))
                 conn.executemany(
                     "INSERT INTO events (event_id, user_id, item_id, event_type, ts, query) "
@@ -304,15 +294,7 @@ class RedisStreamLog:
         ids: list[str] = events["event_id"].to_pylist()
         keys = [self._stream, *(f"{self._stream}:seen:{e}" for e in ids)]
         argv: list[Any] = [max_backlog, self._dedup]
-        for row in zip(
-            ids,
-            events["user_id"].to_pylist(),
-            events["item_id"].to_pylist(),
-            events["event_type"].to_pylist(),
-            _micros(events),
-            events["query"].to_pylist(),
-            strict=True,
-        ):
+        for row in _rows(events):
             argv.extend(row[:5])
             argv.append(NO_QUERY if row[5] is None else row[5])
         try:

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import names, store
-from features.engineering import Interactions, user_features
+from features.engineering import Interactions, UserFeatures, user_features
 from features.event_log import LOG_SCHEMA, open_event_log
 from features.offline import backfill
 from features.schema import CONVERSION_EVENTS, EVENT_WEIGHTS
@@ -43,7 +43,9 @@ def drain(worker: StreamWorker) -> None:
         pass
 
 
-def batch_expectation(workspace: Workspace, events: pa.Table) -> tuple[list[str], object]:
+def batch_expectation(
+    workspace: Workspace, events: pa.Table
+) -> tuple[list[str], tuple[UserFeatures, list[int]]]:
     """user_features over the snapshot's events plus these, on the snapshot's basis."""
     snap = load_snapshot(workspace)
     index = dict(snap.user_index)
@@ -97,17 +99,18 @@ def test_streamed_features_equal_the_batch_formula(case: tuple[Workspace, str]) 
     served = online(workspace, touched)
     np.testing.assert_allclose(
         np.array(served["user_vector"], dtype=np.float32),
-        feats.vector[rows],  # type: ignore[attr-defined]
+        feats.vector[rows],
         rtol=1e-5,
         atol=1e-6,
     )
-    np.testing.assert_array_equal(served["user_bias"], feats.bias[rows])  # type: ignore[attr-defined]
-    np.testing.assert_array_equal(served["user_activity"], feats.activity[rows])  # type: ignore[attr-defined]
+    np.testing.assert_array_equal(served["user_bias"], feats.bias[rows])
+    np.testing.assert_array_equal(served["user_activity"], feats.activity[rows])
     # Recent items: the user's last distinct items, newest first, the streamed ones on top.
     first = touched[0]
     mine = events.filter(pc.equal(events["user_id"], first))
     newest = list(dict.fromkeys(reversed(mine["item_id"].to_pylist())))
-    assert served[names.RECENT_ITEMS][0][: len(newest)] == newest[:20]
+    recent: list[list[str]] = served[names.RECENT_ITEMS]  # type: ignore[assignment]
+    assert recent[0][: len(newest)] == newest[:20]
     # And the events are in the offline event files, for the next backfill.
     files = workspace.event_files()
     assert len(files) > 1
@@ -135,7 +138,7 @@ def test_a_redelivered_batch_counts_once_and_a_new_snapshot_starts_over(
     touched, (feats, rows) = batch_expectation(workspace, events)
     np.testing.assert_array_equal(
         online(workspace, touched)["user_activity"],
-        feats.activity[rows],  # type: ignore[attr-defined]
+        feats.activity[rows],
     )
     worker.close()
     # The data team backfills (the logged events included) and materializes: the
