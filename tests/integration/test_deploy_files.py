@@ -83,7 +83,15 @@ def test_the_schema_check_catches_a_misspelt_key(compose_schema: dict[str, Any])
 
 def test_compose_runs_the_topology_with_health_gated_start_up() -> None:
     services = compose()["services"]
-    assert set(services) == {"redis", "postgres", "pipeline", "ranker-1", "ranker-2", "nginx"}
+    assert set(services) == {
+        "redis",
+        "postgres",
+        "pipeline",
+        "ranker-1",
+        "ranker-2",
+        "nginx",
+        "stream",
+    }
     for name in ("redis", "postgres", "ranker-1", "ranker-2", "nginx"):
         assert "healthcheck" in services[name], name
     conditions = {
@@ -91,6 +99,8 @@ def test_compose_runs_the_topology_with_health_gated_start_up() -> None:
         for name, service in services.items()
     }
     assert conditions["pipeline"] == {"redis": "service_healthy", "postgres": "service_healthy"}
+    assert conditions["stream"] == {"pipeline": "service_completed_successfully"}
+    assert services["stream"]["image"].startswith("shoprank-ranker")
     for ranker in ("ranker-1", "ranker-2"):
         assert conditions[ranker] == {"pipeline": "service_completed_successfully"}
         assert services[ranker]["image"].startswith("shoprank-ranker")  # no torch
@@ -139,6 +149,7 @@ def test_every_kubernetes_manifest_is_valid_for_its_schema() -> None:
         [
             "ConfigMap",
             "Deployment",
+            "Deployment",
             "HorizontalPodAutoscaler",
             "Job",
             "Job",
@@ -165,7 +176,19 @@ def test_kubernetes_commands_variables_probes_and_drain_agree_with_shoprank() ->
     (config,) = [doc for doc in docs if doc["kind"] == "ConfigMap"]
     settings = check_settings(config["data"])
     assert settings.online_store == "redis_cluster" and settings.registry.startswith("postgresql")
-    (deployment,) = [doc for doc in docs if doc["kind"] == "Deployment"]
+    deployments = {
+        doc["metadata"]["labels"]["app.kubernetes.io/component"]: doc
+        for doc in docs
+        if doc["kind"] == "Deployment"
+    }
+    assert set(deployments) == {"ranker", "stream"}
+    deployment = deployments["ranker"]
+    worker = deployments["stream"]
+    assert worker["spec"]["replicas"] == 1  # one consumer of the stream
+    assert worker["spec"]["strategy"]["type"] == "Recreate"  # never two at once
+    (streamer,) = worker["spec"]["template"]["spec"]["containers"]
+    assert parse_command(streamer["args"]).action == "stream"
+    assert streamer["image"].startswith("shoprank-ranker")
     pod = deployment["spec"]["template"]["spec"]
     (ranker,) = pod["containers"]
     args = parse_command(ranker["args"])
