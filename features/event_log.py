@@ -25,6 +25,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -268,19 +269,26 @@ class RedisStreamLog:
 
     def __init__(
         self,
-        client: Any,
+        connect: Callable[[], Any],  # a redis-py client, made at first use: no I/O here
         stream: str = "{shoprank:events}",
         group: str = "shoprank-stream",
         consumer: str = "worker",
         dedup_seconds: float = DEDUP_SECONDS,
     ) -> None:
-        self._client = client
+        self._connect = connect
+        self._made: Any = None
         self._stream = stream
         self._group = group
         self._consumer = consumer
         self._dedup = int(dedup_seconds)
         self._script: Any = None
         self._pending = True  # after a start, re-read what this consumer was handed
+
+    @property
+    def _client(self) -> Any:
+        if self._made is None:
+            self._made = self._connect()
+        return self._made
 
     def _down(self, error: BaseException) -> EventLogUnavailable:
         return EventLogUnavailable(f"event log (Redis stream {self._stream}): {error}")
@@ -386,7 +394,8 @@ class RedisStreamLog:
             raise self._down(error) from error
 
     def close(self) -> None:
-        self._client.close()
+        if self._made is not None:
+            self._made.close()
 
 
 def _stream_id(position: str) -> str:
@@ -404,5 +413,7 @@ def open_event_log(workspace: Any, dedup_seconds: float = DEDUP_SECONDS) -> Even
         return SqliteEventLog(workspace.stream_dir / "events.sqlite", dedup_seconds)
     if kind == "redis":
         redis_type = "redis_cluster" if stores.online_store == "redis_cluster" else "redis"
-        return RedisStreamLog(redis_client(redis_type, stores.redis), dedup_seconds=dedup_seconds)
+        return RedisStreamLog(
+            lambda: redis_client(redis_type, stores.redis), dedup_seconds=dedup_seconds
+        )
     raise ValueError(f"event log {kind!r} is not one of {', '.join(LOG_KINDS)}")

@@ -38,7 +38,6 @@ from server.sources.feast_provider import FeastFeatures
 from server.sources.item_cache import ItemFeatureCache
 from server.sources.port import FeatureSource
 from server.sources.user_fallback import Policy, UserFallback
-from server.stream_thread import StreamThread
 from server.transport.admission import Admission
 from server.transport.auth import BearerAuth, TokenFile
 from server.transport.handlers import SERVICE, add_to_server
@@ -318,7 +317,11 @@ def run(settings: Settings, on_ready: Callable[[int], None] | None = None) -> No
 
 async def serve(settings: Settings, on_ready: Callable[[int], None] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then drain with a grace period."""
-    stream = StreamThread(settings) if settings.stream_worker else None
+    stream = None
+    if settings.stream_worker:
+        from server.stream_thread import StreamThread  # the worker's imports, only where it runs
+
+        stream = StreamThread(settings)
     loaded = load(settings)
     await warm_up(loaded)
     running = await create_server(settings, loaded)

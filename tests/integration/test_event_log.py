@@ -46,7 +46,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Opener]:
         return
     url = request.getfixturevalue("redis_url" if request.param == "redis" else "cluster_url")
     stream = f"{{shoprank:events:{tmp_path.name}}}"  # its own stream per test
-    yield lambda: RedisStreamLog(redis_client(request.param, url), stream=stream)
+    yield lambda: RedisStreamLog(lambda: redis_client(request.param, url), stream=stream)
 
 
 def test_ids_are_written_once_and_delivered_in_order(opener: Opener) -> None:
@@ -106,7 +106,7 @@ def test_redis_down_is_unavailable_and_writes_nothing(tmp_path: Path, redis_bina
     redis = RedisProcess(tmp_path / "redis")
     redis.start()
     try:
-        log = RedisStreamLog(redis_client("redis", redis.url))
+        log = RedisStreamLog(lambda: redis_client("redis", redis.url))
         log.append(batch(["a"]), 10)
         redis.save()
         redis.kill()
