@@ -8,7 +8,7 @@ delivers at least once) is recognised by its id and skipped.
 
 from __future__ import annotations
 
-import json
+import marshal
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -18,12 +18,14 @@ import numpy as np
 
 from features.streaming import UserState
 
+# A state of another FORMAT is dropped when opened: the worker then starts over on
+# its snapshot and replays the logged events (StreamWorker._rebase), as for a new one.
+FORMAT = "2"
+USERS = """CREATE TABLE users (
+    user_id TEXT PRIMARY KEY, raw BLOB NOT NULL, events REAL NOT NULL,
+    conversions REAL NOT NULL, recent BLOB NOT NULL, row_ts INTEGER NOT NULL) WITHOUT ROWID"""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS users (
-    user_id TEXT PRIMARY KEY, raw BLOB NOT NULL, events REAL NOT NULL,
-    conversions REAL NOT NULL, recent TEXT NOT NULL, recent_ts TEXT NOT NULL,
-    row_ts INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS applied (event_id TEXT PRIMARY KEY, at REAL NOT NULL) WITHOUT ROWID;
 """
 CHUNK = 500  # ids per IN (...) list
@@ -45,7 +47,21 @@ class StreamState:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(SCHEMA)
+            self._migrate(self._conn)
         return self._conn
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection) -> None:
+        row = db.execute("SELECT value FROM meta WHERE key = 'format'").fetchone()
+        if row is not None and row[0] == FORMAT:
+            return
+        db.execute("BEGIN IMMEDIATE")  # DDL too: all of it, or none after a crash
+        db.execute("DROP TABLE IF EXISTS users")
+        db.execute(USERS)
+        db.execute("DELETE FROM applied")
+        db.execute("DELETE FROM meta")
+        db.execute("INSERT INTO meta VALUES ('format', ?)", (FORMAT,))
+        db.execute("COMMIT")
 
     def basis_at(self) -> int | None:
         """The snapshot time (micros) the state is built on; None for a new state."""
@@ -80,18 +96,15 @@ class StreamState:
             chunk = list(user_ids[at : at + CHUNK])
             marks = ",".join("?" * len(chunk))
             query = (
-                "SELECT user_id, raw, events, conversions, recent, recent_ts, row_ts "
+                "SELECT user_id, raw, events, conversions, recent, row_ts "
                 f"FROM users WHERE user_id IN ({marks})"
             )
-            for user, raw, events, conversions, recent, recent_ts, row_ts in db.execute(
-                query, chunk
-            ):
+            for user, raw, events, conversions, recent, row_ts in db.execute(query, chunk):
                 vector = np.frombuffer(raw, dtype="<f8").copy()
                 if vector.size != width:
                     raise ValueError(f"{self._path}: a state of width {vector.size}, not {width}")
-                states[user] = UserState(
-                    vector, events, conversions, json.loads(recent), json.loads(recent_ts), row_ts
-                )
+                items, times = marshal.loads(recent)
+                states[user] = UserState(vector, events, conversions, items, times, row_ts)
         return states
 
     def commit(
@@ -103,15 +116,15 @@ class StreamState:
         db.execute("BEGIN IMMEDIATE")
         try:
             db.executemany(
-                "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO users VALUES (?, ?, ?, ?, ?, ?)",
                 (
                     (
                         user,
                         s.raw.astype("<f8").tobytes(),
                         s.events,
                         s.conversions,
-                        json.dumps(s.recent),
-                        json.dumps(s.recent_ts),
+                        # marshal: our own file, and 5x json's speed for a list of ids
+                        marshal.dumps((s.recent, s.recent_ts)),
                         s.row_ts,
                     )
                     for user, s in states.items()

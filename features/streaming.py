@@ -76,14 +76,14 @@ class Snapshot:
     # Events before T, per user, for their recent items: user index, item index and
     # time (micros), sorted by user then time (stable: file order among equal times).
     history: tuple[np.ndarray, np.ndarray, np.ndarray]
+    item_index: dict[str, int]  # item id -> row of vectors, built once per snapshot
 
     @property
     def at_micros(self) -> int:
         return datetime_micros(self.at)
 
     def item_positions(self, item_ids: Sequence[str]) -> np.ndarray:
-        index = {item: i for i, item in enumerate(self.item_ids)}
-        return np.asarray([index[i] for i in item_ids], dtype=np.int64)
+        return np.fromiter(map(self.item_index.__getitem__, item_ids), np.int64, len(item_ids))
 
     def initial(self, user_ids: Sequence[str]) -> dict[str, UserState]:
         """The users' states at T: the snapshot's sums, or zeros for a new user."""
@@ -145,6 +145,7 @@ def snapshot_of(
         aggregates,
         user_index,
         (users[order], items[order], times[order]),
+        {item: i for i, item in enumerate(item_ids)},
     )
 
 
