@@ -101,6 +101,10 @@ class EventLog(Protocol):
 
     def backlog(self) -> int: ...
 
+    def first_pending(self) -> str | None:
+        """The position of the oldest event not acknowledged; None when there is none."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -205,6 +209,10 @@ class SqliteEventLog:
 
     def backlog(self) -> int:
         return self._backlog(self._conn())
+
+    def first_pending(self) -> str | None:
+        low = self._conn().execute("SELECT min(seq) FROM events").fetchone()[0]
+        return None if low is None else f"{low:020d}"
 
     def read(self, count: int, block_seconds: float) -> Delivery | None:
         conn = self._conn()
@@ -321,6 +329,13 @@ class RedisStreamLog:
         except self._errors() as error:
             raise self._down(error) from error
 
+    def first_pending(self) -> str | None:
+        try:  # acknowledged entries are deleted: the first one left is the oldest pending
+            entries = self._client.xrange(self._stream, "-", "+", count=1)
+        except self._errors() as error:
+            raise self._down(error) from error
+        return _position(entries[0][0]) if entries else None
+
     def _ensure_group(self) -> None:
         import redis
 
@@ -359,9 +374,7 @@ class RedisStreamLog:
         positions = []
         rows = []
         for entry_id, fields in entries:
-            text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            ms, _, n = text.partition("-")
-            positions.append(f"{int(ms):015d}-{int(n):06d}")
+            positions.append(_position(entry_id))
             f = {(k.decode() if isinstance(k, bytes) else k): v for k, v in fields.items()}
             q = f["q"].decode() if isinstance(f["q"], bytes) else f["q"]
 
@@ -396,6 +409,13 @@ class RedisStreamLog:
     def close(self) -> None:
         if self._made is not None:
             self._made.close()
+
+
+def _position(entry_id: bytes | str) -> str:
+    """A stream entry id as a position: fixed width, so positions sort as the log does."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, n = text.partition("-")
+    return f"{int(ms):015d}-{int(n):06d}"
 
 
 def _stream_id(position: str) -> str:

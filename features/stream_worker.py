@@ -221,7 +221,7 @@ class StreamWorker:
         if self._state.basis_at() == snapshot.at_micros:
             return
         self._state.reset(snapshot.at_micros)
-        logged = sorted(self.workspace.logged_events_dir.glob("*.parquet"))
+        logged = self._acknowledged_parts()
         if not logged:
             return
         at = pa.scalar(snapshot.at_micros, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
@@ -233,6 +233,19 @@ class StreamWorker:
         self._publish(applied.users, states)
         self._state.commit(states, [], time.time() - self.config.dedup_seconds)
         log.info("stream: rebased on %s, replayed %d logged events", snapshot.at, len(events))
+
+    def _acknowledged_parts(self) -> list[Path]:
+        """The logged parts of batches the log has acknowledged. A part of a batch still
+        pending (a crash between its offline write and its ack) is left out: the log
+        delivers that batch again, and it must be applied once, from there."""
+        pending = self.log.first_pending()
+        parts = []
+        for part in sorted(self.workspace.logged_events_dir.glob("*.parquet")):
+            kind, _, first = part.stem.partition("-")
+            if kind == self._kind and pending is not None and first >= pending:
+                continue
+            parts.append(part)
+        return parts
 
     def _publish(self, users: list[str], states: dict[str, UserState]) -> None:
         assert self._writer is not None and self.snapshot is not None

@@ -80,12 +80,14 @@ def test_what_was_not_acknowledged_comes_again(opener: Opener) -> None:
     again = log.read(2, 0.01)
     assert again is not None and again.positions == first.positions
     log.ack(again)
-    log.read(2, 0.01)  # "c", delivered, then the worker dies
+    pending = log.read(2, 0.01)  # "c", delivered, then the worker dies
+    assert pending is not None and log.first_pending() == pending.first > again.last
     log.close()
     restarted = opener()
     after = restarted.read(10, 0.01)
     assert after is not None and after.events["event_id"].to_pylist() == ["c"]
     restarted.ack(after)
+    assert restarted.first_pending() is None
     restarted.close()
 
 

@@ -3,6 +3,7 @@ the offline event files. What it serves must equal the batch formula."""
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,4 +155,36 @@ def test_a_redelivered_batch_counts_once_and_a_new_snapshot_starts_over(
     last = pq.read_table(sorted(workspace.user_features_path.glob("*.parquet"))[-1])
     batch = dict(zip(last["user_id"].to_pylist(), last["user_activity"].to_pylist(), strict=True))
     assert snapshot_users["user_activity"] == [batch[u] for u in touched]
+    restarted.close()
+
+
+def test_a_batch_pending_at_a_restart_over_a_new_state_counts_once(
+    workspace: Workspace, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A crash after a batch's offline part and state commit, before its ack; then a
+    start over (here: a state of an older format). The replay of the logged parts
+    leaves out that batch's part, and the log's redelivery applies it once."""
+    workspace = streamed_copy(workspace, tmp_path / "home", Stores())
+    events = logged(workspace, 600)
+    open_event_log(workspace).append(events, 10_000)
+    worker = StreamWorker(workspace, open_event_log(workspace), StreamConfig(250, 0.01))
+    worker.load()
+    assert worker.step() == 250
+
+    def crash(delivery: object) -> None:
+        raise KeyboardInterrupt("killed before the ack")
+
+    monkeypatch.setattr(worker.log, "ack", crash)
+    with pytest.raises(KeyboardInterrupt):
+        worker.step()
+    worker.close()
+    assert len(list(workspace.logged_events_dir.glob("*.parquet"))) == 2
+    with sqlite3.connect(workspace.stream_dir / "worker.sqlite") as db:
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'format'")
+    restarted = StreamWorker(workspace, open_event_log(workspace), StreamConfig(250, 0.01))
+    restarted.load()  # replays the first batch's part only
+    drain(restarted)
+    assert (restarted.stats.events, restarted.stats.duplicates) == (350, 0)
+    touched, (feats, rows) = batch_expectation(workspace, events)
+    np.testing.assert_array_equal(online(workspace, touched)["user_activity"], feats.activity[rows])
     restarted.close()
