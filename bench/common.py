@@ -13,7 +13,8 @@ from server.processes import free_port
 
 
 @contextmanager
-def redis_server() -> Iterator[str]:
+def redis_server(*options: str) -> Iterator[str]:
+    """A redis-server of its own; options are more of its flags (they win)."""
     port = free_port("127.0.0.1")
     workdir = tempfile.mkdtemp(prefix="bench-redis-")
     process = subprocess.Popen(
@@ -29,6 +30,7 @@ def redis_server() -> Iterator[str]:
             "no",
             "--dir",
             workdir,
+            *options,
         ],
         stdout=subprocess.DEVNULL,
     )

@@ -2,10 +2,13 @@
 baseline in the same run.
 
     .venv/bin/python bench/events.py [--home DIR] [--duration 20] [--purchases 600]
+        [--stores sqlite,redis] [--rate 10000] [--max-backlog 10000]
 
 On a synthetic workspace (built with `shoprank pipeline` unless --home names
 one), with `shoprank serve --processes 2 --stream-worker` (the worker in the
-supervisor process) on the embedded default, SQLite store and local log:
+supervisor process), for each of --stores: the embedded default (SQLite store,
+local log), and Redis (the online store and a Redis Stream, on a redis-server of
+the bench's own with appendfsync always):
 
 1. Throughput: LogEvents calls of 500 events from 2 client threads, as fast as
    they are answered (the capacity: the server sheds past --max-backlog), then
@@ -38,16 +41,18 @@ import subprocess
 import tempfile
 import threading
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import grpc
 import numpy as np
 import pyarrow.parquet as pq
+from common import redis_server  # bench/ is on sys.path when run as a script
 from google.protobuf.timestamp_pb2 import Timestamp
-from serve import ROOT, SHOPRANK, running  # bench/ is on sys.path when run as a script
+from serve import ROOT, SHOPRANK, running
 
-from features.event_log import SqliteEventLog
-from features.workspace import Workspace
+from features.event_log import SqliteEventLog, open_event_log
+from features.workspace import Stores, Workspace
 from server.processes import free_port
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
@@ -100,7 +105,12 @@ def percentiles(values: list[float]) -> str:
 
 
 def load_and_freshness(
-    home: Path, target: str, seconds: float, rate: float = 0.0, prefix: str = "load"
+    home: Path,
+    target: str,
+    seconds: float,
+    stores: Stores,
+    rate: float = 0.0,
+    prefix: str = "load",
 ) -> dict[str, float]:
     """rate 0: the producers send as fast as they are answered (a closed loop);
     otherwise an open loop of `rate` events/s between them."""
@@ -193,7 +203,7 @@ def load_and_freshness(
                 time.sleep(0.002)
             time.sleep(0.1)
 
-    log = SqliteEventLog(home / "stream" / "events.sqlite")
+    log = open_event_log(Workspace(home, stores))
     before = applied(home)
     logged_before = before + log.backlog()
     started = time.perf_counter()
@@ -301,11 +311,65 @@ def quality(home: Path, streaming: str, frozen: str, purchases: int) -> None:
     still.close()
 
 
+def under_load(
+    store: str,
+    home: Path,
+    source: Path,
+    env: dict[str, str],
+    args: argparse.Namespace,
+    batch: float,
+) -> None:
+    """Throughput and freshness, closed loop then open, on one online store: sqlite
+    (the local log) or redis (a Redis Stream on a redis-server of the bench's own,
+    with an append-only file fsynced on every write, as deploy/ runs it)."""
+    options = ("--appendonly", "yes", "--appendfsync", "always")
+    with redis_server(*options) if store == "redis" else nullcontext("") as redis:
+        env = {**env, "SHOPRANK_MAX_EVENT_BACKLOG": str(args.max_backlog)}
+        stores = Stores()
+        if redis:
+            env |= {"SHOPRANK_ONLINE_STORE": "redis", "SHOPRANK_REDIS": redis}
+            stores = Stores(online_store="redis", redis=redis)
+            shutil.copytree(source, home)
+            for action in ("apply", "materialize"):
+                subprocess.run(
+                    [*SHOPRANK, "features", action, "--home", str(home)],
+                    env=env,
+                    cwd=ROOT,
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+        port = free_port("127.0.0.1")
+        target = f"127.0.0.1:{port}"
+        serve = [
+            *SHOPRANK,
+            "serve",
+            "--home",
+            str(home),
+            "--port",
+            str(port),
+            "--processes",
+            "2",
+            "--stream-worker",
+        ]
+        print(f"[{store}] online store and its event log:")
+        with running([serve], target, env):
+            time.sleep(15)  # the worker's start: Feast's import and the snapshot's basis
+            closed = load_and_freshness(home, target, args.duration, stores)
+            time.sleep(10)  # the backlog drains
+            paced = load_and_freshness(home, target, args.duration, stores, args.rate, "paced")
+        for name, result in (("open loop", paced), ("closed loop", closed)):
+            print(
+                f"[{store}] {name}: freshness p99 {result['fresh_p99'] * 1000:.0f} ms vs the "
+                f"batch path's {batch:.1f}s: {batch / result['fresh_p99']:.0f}x sooner"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", type=Path, help="a trained synthetic workspace to copy")
     parser.add_argument("--duration", type=float, default=20.0)
-    parser.add_argument("--purchases", type=int, default=600)
+    parser.add_argument("--purchases", type=int, default=500)
     parser.add_argument(
         "--rate", type=float, default=10_000.0, help="events/s of the open-loop run"
     )
@@ -315,6 +379,9 @@ def main() -> None:
         default=10_000,
         help="the server's SHOPRANK_MAX_EVENT_BACKLOG: past it, LogEvents sheds, so the "
         "closed loop's lag stays near max-backlog / the worker's rate",
+    )
+    parser.add_argument(
+        "--stores", default="sqlite,redis", help="online stores (and so event logs) to load"
     )
     args = parser.parse_args()
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
@@ -347,35 +414,16 @@ def main() -> None:
             f"baseline, the batch path: backfill + materialize took {batch:.1f}s "
             "(an event's wait for its features without the stream, before any schedule)"
         )
-        port = free_port("127.0.0.1")
-        serve = [
-            *SHOPRANK,
-            "serve",
-            "--home",
-            str(homes["load"]),
-            "--port",
-            str(port),
-            "--processes",
-            "2",
-            "--stream-worker",
-        ]
-        bounded = {**env, "SHOPRANK_MAX_EVENT_BACKLOG": str(args.max_backlog)}
         print(f"the servers shed LogEvents past a backlog of {args.max_backlog:,} events")
-        with running([serve], f"127.0.0.1:{port}", bounded):
-            time.sleep(15)  # the worker's start: Feast's import and the snapshot's basis
-            result = load_and_freshness(homes["load"], f"127.0.0.1:{port}", args.duration)
-            time.sleep(10)  # the backlog drains
-            paced = load_and_freshness(
-                homes["load"], f"127.0.0.1:{port}", args.duration, args.rate, "paced"
+        for store in args.stores.split(","):
+            under_load(
+                store,
+                homes["load"] if store == "sqlite" else work / store,
+                source,
+                env,
+                args,
+                batch,
             )
-        print(
-            f"open loop: freshness p99 {paced['fresh_p99'] * 1000:.0f} ms vs the batch path's "
-            f"{batch:.1f}s: {batch / paced['fresh_p99']:.0f}x sooner"
-        )
-        print(
-            f"closed loop: freshness p99 {result['fresh_p99'] * 1000:.0f} ms vs the batch path's "
-            f"{batch:.1f}s: {batch / result['fresh_p99']:.0f}x sooner"
-        )
         ports = free_port("127.0.0.1"), free_port("127.0.0.1")
         live = [
             *SHOPRANK,
