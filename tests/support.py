@@ -6,6 +6,7 @@ import asyncio
 import shutil
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvloop
 
@@ -15,6 +16,9 @@ from features.synthetic import SyntheticSpec, prepare
 from features.workspace import Stores, Workspace
 from server.app import Loaded, Running, create_server
 from server.config import Settings
+
+if TYPE_CHECKING:  # torch: imported by the tests that train, not by every test
+    from training.train import TrainConfig
 
 SMALL = SyntheticSpec(users=300, items=200, days=14, seed=11)
 
@@ -27,14 +31,18 @@ def build_workspace(home: Path, spec: SyntheticSpec = SMALL, train: bool = True)
     backfill(workspace)
     store.materialize(workspace)
     if train:
-        from training.embeddings import EmbeddingConfig
-        from training.train import TrainConfig
         from training.train import train as train_model
 
-        small = EmbeddingConfig(dim=8, epochs=3)
-        config = TrainConfig(epochs=2, max_eval_users=100, embedding=small)
-        train_model(workspace, config, lambda _: None)
+        train_model(workspace, small_training(), lambda _: None)
     return workspace
+
+
+def small_training() -> TrainConfig:
+    """The tests' training: a few seconds on SMALL."""
+    from training.embeddings import EmbeddingConfig
+    from training.train import TrainConfig
+
+    return TrainConfig(epochs=2, max_eval_users=100, embedding=EmbeddingConfig(dim=8, epochs=3))
 
 
 def copy_workspace(source: Workspace, home: Path, stores: Stores | None = None) -> Workspace:

@@ -25,11 +25,17 @@ def ndcg(relevance: np.ndarray, k: int) -> float:
 
 
 def auc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """P(a random positive outscores a random negative), ties counting half."""
-    positives = scores[labels > 0]
-    negatives = scores[labels <= 0]
-    if positives.size == 0 or negatives.size == 0:
+    """P(a random positive outscores a random negative), ties counting half.
+
+    Mann-Whitney's U from average ranks: O(n log n), where comparing every pair
+    would hold positives x negatives booleans (1.6 GB for a 100,000-row split)."""
+    from scipy.stats import rankdata
+
+    positive = labels > 0
+    n_pos = int(positive.sum())
+    n_neg = positive.size - n_pos
+    if n_pos == 0 or n_neg == 0:
         return float("nan")
-    wins = (positives[:, None] > negatives[None, :]).sum()
-    ties = (positives[:, None] == negatives[None, :]).sum()
-    return float((wins + 0.5 * ties) / (positives.size * negatives.size))
+    ranks = rankdata(np.asarray(scores, dtype=np.float64))
+    u = float(ranks[positive].sum()) - n_pos * (n_pos + 1) / 2
+    return u / (n_pos * n_neg)

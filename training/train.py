@@ -18,7 +18,7 @@ from torch import nn
 from features import names
 from features.model_inputs import EMBEDDING_INPUTS, SCALAR_INPUTS, feast_features, input_columns
 from features.workspace import Workspace
-from training import dataset, registry
+from training import dataset, gate, registry
 from training.embeddings import EmbeddingConfig
 from training.evaluate import EvalSet, baselines, build_eval_set, evaluate, format_table
 from training.export import (
@@ -76,13 +76,26 @@ class TrainResult:
     version: str
     metrics: dict[str, dict[str, float]]
     table: str
+    verdict: gate.Verdict
+
+    def summary(self) -> str:
+        if self.verdict.current:
+            return f"model {self.version} is current ({self.verdict.reason})"
+        return (
+            f"model {self.version} is registered, not current ({self.verdict.reason}); "
+            f"`shoprank models promote {self.version}` serves it anyway"
+        )
+
+
+def validation_cut(rows: int) -> int:
+    """The training set's rows before this index train; the newest tenth validate."""
+    return int(rows * 0.9)
 
 
 def fit(data: dataset.TrainingSet, config: TrainConfig, progress: Progress) -> Ranker:
     """Adam on BCE; the last 10% of rows (the newest) report validation AUC."""
     torch.manual_seed(config.seed)
-    n = data.labels.size
-    cut = int(n * 0.9)
+    cut = validation_cut(data.labels.size)
     x = torch.from_numpy(data.features)
     y = torch.from_numpy(data.labels)
     model = Ranker(data.features.shape[1], config.hidden)
@@ -112,19 +125,41 @@ def fit(data: dataset.TrainingSet, config: TrainConfig, progress: Progress) -> R
     return model
 
 
-def onnx_scorer(path: Path) -> Callable[[EvalSet], np.ndarray]:
+def onnx_scores(path: Path) -> Callable[[np.ndarray], np.ndarray]:
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
 
-    def score(eval_set: EvalSet) -> np.ndarray:
-        (scores,) = session.run([OUTPUT_NAME], {INPUT_NAME: eval_set.features})
-        return np.asarray(scores)
+    def score(features: np.ndarray) -> np.ndarray:
+        (scores,) = session.run([OUTPUT_NAME], {INPUT_NAME: features})
+        return np.asarray(scores).reshape(-1)
 
     return score
 
 
-def train(workspace: Workspace, config: TrainConfig, progress: Progress) -> TrainResult:
+def onnx_scorer(path: Path) -> Callable[[EvalSet], np.ndarray]:
+    scores = onnx_scores(path)
+    return lambda eval_set: scores(eval_set.features)
+
+
+def standing(
+    models_dir: Path, columns: list[str], rows: np.ndarray, labels: np.ndarray
+) -> gate.Standing | None:
+    """The current model's validation AUC: on these rows where it takes these inputs,
+    else as recorded with it."""
+    version = registry.current_version(models_dir)
+    if version is None:
+        return None
+    model = registry.load(models_dir, version)
+    if model.metadata.get("input_columns") == columns:
+        return gate.Standing(version, auc(onnx_scores(model.model_path)(rows), labels), True)
+    recorded = model.metadata.get("validation", {}).get("auc")
+    return gate.Standing(version, recorded, False)
+
+
+def train(
+    workspace: Workspace, config: TrainConfig, progress: Progress, force: bool = False
+) -> TrainResult:
     # One thread: the MLP is small, and on a shared 2-core machine two OpenMP
     # threads waiting on each other ran 10-100x slower (measured here).
     torch.set_num_threads(1)
@@ -140,13 +175,13 @@ def train(workspace: Workspace, config: TrainConfig, progress: Progress) -> Trai
     workspace.models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=workspace.models_dir))
     try:
-        version, table = _export_and_register(
-            workspace, model, data, config, staging, started, lookup
+        version, table, verdict = _export_and_register(
+            workspace, model, data, config, staging, started, lookup, force
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return TrainResult(version, table, format_table(table))
+    return TrainResult(version, table, format_table(table), verdict)
 
 
 def _export_and_register(
@@ -157,7 +192,8 @@ def _export_and_register(
     staging: Path,
     started: float,
     lookup: EmbeddingLookup | None,
-) -> tuple[str, dict[str, dict[str, float]]]:
+    force: bool,
+) -> tuple[str, dict[str, dict[str, float]], gate.Verdict]:
     n_inputs = data.features.shape[1]
     export_onnx(model, n_inputs, model_path(staging))
     error = max_parity_error(model, model_path(staging), data.features[-1000:])
@@ -167,8 +203,29 @@ def _export_and_register(
         workspace, config.eval_negatives, config.max_eval_users, config.seed, lookup
     )
     table = evaluate(eval_set, {**baselines(eval_set), "ranker": onnx_scorer(model_path(staging))})
-    write_metadata(staging, _metadata(workspace, data, config, table, error, started, n_inputs))
-    return registry.publish(workspace.models_dir, staging), table
+    cut = validation_cut(data.labels.size)
+    rows, labels = data.features[cut:], data.labels[cut:]
+    validation = {
+        "auc": auc(onnx_scores(model_path(staging))(rows), labels),
+        "rows": int(labels.size),
+    }
+    columns = input_columns(n_inputs - _fixed_inputs(config), config.embeddings)
+    verdict = gate.decide(
+        validation["auc"], standing(workspace.models_dir, columns, rows, labels), force
+    )
+    metadata = _metadata(workspace, data, config, table, error, started, n_inputs)
+    metadata |= {
+        "validation": validation,
+        "gate": {"current": verdict.current, "reason": verdict.reason},
+    }
+    write_metadata(staging, metadata)
+    version = registry.publish(workspace.models_dir, staging, make_current=verdict.current)
+    return version, table, verdict
+
+
+def _fixed_inputs(config: TrainConfig) -> int:
+    """The inputs besides the interest vector's."""
+    return len(SCALAR_INPUTS) + (len(EMBEDDING_INPUTS) if config.embeddings else 0)
 
 
 def _metadata(
@@ -181,7 +238,7 @@ def _metadata(
     n_inputs: int,
 ) -> dict[str, Any]:
     embeddings = config.embeddings
-    vector_dim = n_inputs - len(SCALAR_INPUTS) - (len(EMBEDDING_INPUTS) if embeddings else 0)
+    vector_dim = n_inputs - _fixed_inputs(config)
     return {
         "format": 1,
         "feature_service": names.feature_service(embeddings),

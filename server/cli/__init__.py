@@ -98,6 +98,11 @@ def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
 def _model_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     train = sub.add_parser("train", help="train, evaluate, export and register a model")
     train.add_argument("--epochs", type=int, default=8)
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="make the new model current even if the quality gate holds it back",
+    )
     _home(train)
     train.set_defaults(run=commands.cmd_train)
     models = sub.add_parser("models", help="the model registry")

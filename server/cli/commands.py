@@ -162,8 +162,9 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
 
     workspace = settings.workspace
     dataset = Manifest.read(workspace.manifest_path).dataset
-    result = train(workspace, with_fields(config_for(dataset), epochs=args.epochs), say)
-    say(f"model {result.version} is current\n{result.table}")
+    config = with_fields(config_for(dataset), epochs=args.epochs)
+    result = train(workspace, config, say, force=args.force)
+    say(f"{result.table}\n{result.summary()}")
 
 
 def cmd_models(settings: Settings, args: argparse.Namespace) -> None:
@@ -185,14 +186,26 @@ def cmd_models(settings: Settings, args: argparse.Namespace) -> None:
     if not found:
         say(f"no models in {workspace.models_dir}; run `shoprank train`")
         return
-    say(f"{'':2}{'version':<8} {'trained_at':<26} {'ndcg@10':>8} {'hr@10':>7} {'auc':>7}")
+    say("* current; validation: the training set's newest tenth (the gate's); test: held out")
+    say(
+        f"{'':2}{'version':<8} {'trained_at':<19} {'val auc':>8} "
+        f"{'test ndcg@10':>12} {'test hr@10':>10} {'test auc':>8}  gate"
+    )
     for model in found:
         metrics = model.metadata.get("metrics", {}).get("ranker", {})
+        validation = model.metadata.get("validation", {}).get("auc")
+        verdict = model.metadata.get("gate", {})
+        decided = "" if not verdict else ("made current" if verdict["current"] else "held back")
         say(
             f"{'*' if model.current else ' '} {model.version:<8} "
-            f"{model.metadata.get('trained_at', '?'):<26} {metrics.get('ndcg@10', 0):>8.4f} "
-            f"{metrics.get('hr@10', 0):>7.4f} {metrics.get('auc', 0):>7.4f}"
+            f"{model.metadata.get('trained_at', '?')[:19]:<19} {_figure(validation):>8} "
+            f"{_figure(metrics.get('ndcg@10')):>12} {_figure(metrics.get('hr@10')):>10} "
+            f"{_figure(metrics.get('auc')):>8}  {decided}"
         )
+
+
+def _figure(value: float | None) -> str:
+    return "-" if value is None else f"{value:.4f}"
 
 
 def timed(name: str, step: Callable[[], Any], timings: dict[str, float]) -> None:
@@ -213,7 +226,12 @@ def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> None:
     timed("features apply", lambda: store.apply(workspace), timings)
     timed("features backfill", lambda: say("\n".join(backfill(workspace).lines())), timings)
     timed("features materialize", lambda: say(str(store.materialize(workspace))), timings)
-    timed("train", lambda: say(train(workspace, config_for(args.dataset), say).table), timings)
+
+    def trained() -> None:
+        result = train(workspace, config_for(args.dataset), say)
+        say(f"{result.table}\n{result.summary()}")
+
+    timed("train", trained, timings)
     write_example(workspace)
     say("== stage wall times")
     for name, seconds in timings.items():

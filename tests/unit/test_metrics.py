@@ -42,6 +42,15 @@ def test_auc_counts_pairs_and_half_ties() -> None:
     assert math.isnan(auc(scores, np.ones(4)))
 
 
+def test_auc_equals_the_pair_count_with_many_ties() -> None:
+    rng = np.random.default_rng(5)
+    scores = rng.integers(0, 7, 500).astype(np.float32)  # seven values: ties everywhere
+    labels = (rng.random(500) < 0.3).astype(np.float32)
+    pos, neg = scores[labels > 0], scores[labels <= 0]
+    wins = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
+    assert auc(scores, labels) == pytest.approx(wins / (pos.size * neg.size), abs=1e-12)
+
+
 def test_sample_unseen_never_returns_a_seen_item_and_is_seeded() -> None:
     from training.evaluate import sample_unseen
 
