@@ -1,10 +1,11 @@
 """Point-in-time training sets from Feast.
 
 Positives are the first cart, purchase or rating of each (user, item) pair
-in the training events; each gets `negatives` items drawn uniformly from the
-catalog at the same timestamp. Feast's get_historical_features then joins
-each row to the latest feature snapshot at or before its event, so no
-example sees features computed from its own future.
+in the training events, or those training.stacking keeps for the ranker; each
+gets `negatives` items drawn uniformly from the catalog at the same timestamp.
+Feast's get_historical_features then joins each row to the latest feature
+snapshot at or before its event, so no example sees features computed from
+its own future.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from features.workspace import Workspace
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from training.publish import EmbeddingLookup
+    from training.publish import EmbeddingLookup, FoldLookup
 
 
 @dataclass(frozen=True)
@@ -39,10 +40,9 @@ class TrainingSet:
     users: np.ndarray  # object [n], for grouping in evaluation
 
 
-def entity_rows(
-    workspace: Workspace, negatives: int, seed: int, max_positives: int = 0
-) -> pd.DataFrame:
-    """(user_id, item_id, event_timestamp, label) rows to join features onto."""
+def first_positives(workspace: Workspace) -> pd.DataFrame:
+    """Each (user_id, item_id) pair's first positive event, at or after the first
+    snapshot (before it there are no features to join), in time order."""
     files = [str(f) for f in workspace.event_files()]
     events = ds.dataset(files, format="parquet").to_table(
         columns=["user_id", "item_id", "event_type", "ts"]
@@ -56,7 +56,22 @@ def entity_rows(
     first_snapshot = pc.min(
         pq.read_table(workspace.user_features_path, columns=["event_timestamp"])[0]
     ).as_py()
-    positives = positives[positives["ts"] >= first_snapshot]
+    kept: pd.DataFrame = positives[positives["ts"] >= first_snapshot]
+    return kept[["user_id", "item_id", "ts"]].reset_index(drop=True)
+
+
+def entity_rows(
+    workspace: Workspace,
+    negatives: int,
+    seed: int,
+    max_positives: int = 0,
+    positives: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """(user_id, item_id, event_timestamp, label) rows to join features onto: the
+    positives given (user_id, item_id, ts), or every first positive, each with
+    `negatives` uniform catalogue items at its time."""
+    if positives is None:
+        positives = first_positives(workspace)
     if max_positives and len(positives) > max_positives:  # a seeded sample bounds the cost
         positives = positives.sample(n=max_positives, random_state=seed).sort_values("ts")
     catalog = pq.read_table(workspace.catalog_path, columns=["item_id"])["item_id"].to_numpy()
@@ -104,7 +119,9 @@ def historical_features(store: FeatureStore, rows: pd.DataFrame) -> pd.DataFrame
     return frame
 
 
-def to_training_set(frame: pd.DataFrame, lookup: EmbeddingLookup | None = None) -> TrainingSet:
+def to_training_set(
+    frame: pd.DataFrame, lookup: EmbeddingLookup | FoldLookup | None = None
+) -> TrainingSet:
     """Feature matrix via the serving path's own assembly.
 
     Rows whose user had no snapshot yet are dropped (Feast's file store drops
@@ -141,8 +158,9 @@ def build(
     workspace: Workspace,
     negatives: int = 4,
     seed: int = 0,
-    lookup: EmbeddingLookup | None = None,
+    lookup: EmbeddingLookup | FoldLookup | None = None,
     max_positives: int = 0,
+    positives: pd.DataFrame | None = None,
 ) -> TrainingSet:
-    rows = entity_rows(workspace, negatives, seed, max_positives)
+    rows = entity_rows(workspace, negatives, seed, max_positives, positives)
     return to_training_set(historical_features(open_store(workspace), rows), lookup)

@@ -9,7 +9,8 @@ shuffled, so ties cannot favour the positives.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -38,6 +39,8 @@ class EvalSet:
     bias: np.ndarray  # float32 [N]
     item_bias: np.ndarray  # float32 [N]
     embedding_score: np.ndarray | None = None  # float32 [N], when embeddings were learned
+    # Every embedding learner's dot product [N], by name (training.peers), side by side.
+    peer_scores: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def groups(self) -> int:
@@ -63,7 +66,13 @@ def baselines(eval_set: EvalSet) -> dict[str, Scorer]:
     scorers = dict(BASELINES)
     if eval_set.embedding_score is not None:
         scorers["embeddings"] = embedding_scores
+    for name in eval_set.peer_scores:
+        scorers[name] = partial(peer_scores, name=name)
     return scorers
+
+
+def peer_scores(eval_set: EvalSet, name: str) -> np.ndarray:
+    return eval_set.peer_scores[name]
 
 
 def latest_rows(path: str, key: str) -> pd.DataFrame:
@@ -127,6 +136,7 @@ def build_eval_set(
     max_users: int = 2000,
     seed: int = 0,
     lookup: EmbeddingLookup | None = None,
+    peers: Mapping[str, EmbeddingLookup] | None = None,
 ) -> EvalSet:
     users = latest_rows(str(workspace.user_features_path), "user_id")
     items = latest_rows(str(workspace.item_features_path), "item_id")
@@ -162,7 +172,11 @@ def build_eval_set(
     )
     offsets = np.cumsum([0] + [len(c) for _, c, _ in groups])
     embedding_score = None if embedded is None else embedded[0]
-    return EvalSet(offsets, labels, features, similarity, bias, item_bias, embedding_score)
+    ids = np.asarray(user_col), np.asarray(item_col)
+    peer_scores = {name: peer.parts(*ids)[0] for name, peer in (peers or {}).items()}
+    return EvalSet(
+        offsets, labels, features, similarity, bias, item_bias, embedding_score, peer_scores
+    )
 
 
 def heldout_positive_pairs(workspace: Workspace) -> set[tuple[str, str]]:
@@ -188,7 +202,8 @@ def evaluate(eval_set: EvalSet, scorers: Mapping[str, Scorer]) -> dict[str, dict
 
 
 def format_table(table: Mapping[str, Mapping[str, float]]) -> str:
-    lines = [f"{'scorer':<20} {'NDCG@10':>8} {'HR@10':>8} {'AUC':>8}"]
+    width = max([20, *(len(name) for name in table)])
+    lines = [f"{'scorer':<{width}} {'NDCG@10':>8} {'HR@10':>8} {'AUC':>8}"]
     for name, m in table.items():
-        lines.append(f"{name:<20} {m['ndcg@10']:>8.4f} {m['hr@10']:>8.4f} {m['auc']:>8.4f}")
+        lines.append(f"{name:<{width}} {m['ndcg@10']:>8.4f} {m['hr@10']:>8.4f} {m['auc']:>8.4f}")
     return "\n".join(lines)

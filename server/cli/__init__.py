@@ -99,6 +99,20 @@ def _model_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     train = sub.add_parser("train", help="train, evaluate, export and register a model")
     train.add_argument("--epochs", type=int, default=8)
     train.add_argument(
+        "--stack-per-user",
+        type=int,
+        default=0,
+        help="train the ranker on each user's latest N positives, which the embeddings "
+        "never see (training/stacking.py); 0: on every positive",
+    )
+    train.add_argument(
+        "--embedding-folds",
+        type=int,
+        default=0,
+        help="score the ranker's rows with out-of-fold ALS from N folds, and publish ALS "
+        "fitted on every pair (training/publish.py); 0: MF, scored in sample",
+    )
+    train.add_argument(
         "--force",
         action="store_true",
         help="make the new model current even if the quality gate holds it back",

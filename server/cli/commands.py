@@ -155,6 +155,12 @@ def run_backfill(workspace: Workspace, args: argparse.Namespace) -> None:
 
 
 def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
+    if args.stack_per_user < 0:
+        raise ValueError(f"--stack-per-user {args.stack_per_user}: 0 (off), or 1 or more")
+    if args.embedding_folds < 0 or args.embedding_folds == 1:
+        raise ValueError(f"--embedding-folds {args.embedding_folds}: 0 (off), or 2 or more")
+    if args.stack_per_user and args.embedding_folds:
+        raise ValueError("--stack-per-user and --embedding-folds are two schemes; pick one")
     from dataclasses import replace as with_fields
 
     from features.prepare import Manifest
@@ -162,7 +168,12 @@ def cmd_train(settings: Settings, args: argparse.Namespace) -> None:
 
     workspace = settings.workspace
     dataset = Manifest.read(workspace.manifest_path).dataset
-    config = with_fields(config_for(dataset), epochs=args.epochs)
+    config = with_fields(
+        config_for(dataset),
+        epochs=args.epochs,
+        stack_per_user=args.stack_per_user,
+        embedding_folds=args.embedding_folds,
+    )
     result = train(workspace, config, say, force=args.force)
     say(f"{result.table}\n{result.summary()}")
 

@@ -222,3 +222,21 @@ def test_the_data_teams_commands_fail_with_one_line(
     capsys.readouterr()
     assert main([*words, "--home", str(home.home)]) == 1
     assert capsys.readouterr().err.strip() == f"shoprank features: {message}"
+
+
+@pytest.mark.parametrize(
+    ("words", "message"),
+    [
+        (["--embedding-folds", "1"], "--embedding-folds 1: 0 (off), or 2 or more"),
+        (["--stack-per-user", "-1"], "--stack-per-user -1: 0 (off), or 1 or more"),
+        (
+            ["--stack-per-user", "1", "--embedding-folds", "5"],
+            "--stack-per-user and --embedding-folds are two schemes; pick one",
+        ),
+    ],
+)
+def test_train_refuses_a_bad_scheme_in_one_line(
+    words: list[str], message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["train", *words, "--home", str(tmp_path)]) == 1
+    assert capsys.readouterr().err.strip() == f"shoprank train: {message}"

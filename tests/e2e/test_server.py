@@ -171,8 +171,11 @@ def test_the_registry_marks_the_served_version_current(workspace: Workspace) -> 
         "popularity",
         "similarity x bias",
         "embeddings",
+        "shoprank MF",
+        "implicit ALS f=64 alpha=5",
         "ranker",
     }
+    assert model.metadata["embedding_learner"] == "shoprank MF"  # no stack: MF, as before
     assert model.metadata["feature_service"] == "ranker_v2"
     assert model.metadata["parity_max_abs_error"] < 1e-5
 
