@@ -237,9 +237,9 @@ def load_and_freshness(
     return {"applied_per_second": done / elapsed, "fresh_p99": float(np.percentile(fresh, 99))}
 
 
-def batch_path_seconds(home: Path, env: dict[str, str]) -> float:
-    started = time.perf_counter()
-    for action in ("backfill", "materialize"):
+def features(home: Path, env: dict[str, str], *actions: str) -> None:
+    """`shoprank features ACTION` for each action, quietly."""
+    for action in actions:
         subprocess.run(
             [*SHOPRANK, "features", action, "--home", str(home)],
             env=env,
@@ -248,6 +248,11 @@ def batch_path_seconds(home: Path, env: dict[str, str]) -> float:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+
+
+def batch_path_seconds(home: Path, env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    features(home, env, "backfill", "materialize")
     return time.perf_counter() - started
 
 
@@ -330,15 +335,7 @@ def under_load(
             env |= {"SHOPRANK_ONLINE_STORE": "redis", "SHOPRANK_REDIS": redis}
             stores = Stores(online_store="redis", redis=redis)
             shutil.copytree(source, home)
-            for action in ("apply", "materialize"):
-                subprocess.run(
-                    [*SHOPRANK, "features", action, "--home", str(home)],
-                    env=env,
-                    cwd=ROOT,
-                    check=True,
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
+            features(home, env, "apply", "materialize")
         port = free_port("127.0.0.1")
         target = f"127.0.0.1:{port}"
         serve = [
@@ -399,13 +396,7 @@ def main() -> None:
                 check=True,
                 stdout=subprocess.DEVNULL,
             )
-        subprocess.run(
-            [*SHOPRANK, "features", "apply", "--home", str(source)],
-            env=env,
-            cwd=ROOT,
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
+        features(source, env, "apply")
         homes = {name: work / name for name in ("load", "replay", "frozen")}
         for home in homes.values():
             shutil.copytree(source, home)
