@@ -5,7 +5,9 @@ Each is judged on the validation split, the stack (training.stacking): every
 stack positive ranked among VALIDATION_NEGATIVES items its user never chose,
 the NCF protocol's way, HR@10 and NDCG@10. ALS is tuned there too, over a small
 grid. The best by NDCG@10 is published as the ranker's embedding input; the
-test split plays no part in the choice.
+test split plays no part in the choice. Without a stack there is nothing to
+judge on: MF is published, and ALS is fitted at one untuned point, for the
+evaluation table only.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from training.embeddings import Embeddings
 from training.ncf_eval import hit_rate_ndcg, sample_negatives
 
 VALIDATION_NEGATIVES = 99
-Progress = Callable[[str], None]
 
 
 @dataclass(frozen=True)
@@ -80,10 +81,6 @@ class Validation:
     users: np.ndarray
     positives: np.ndarray
     negatives: np.ndarray
-
-    @property
-    def groups(self) -> int:
-        return int(self.users.size)
 
     def score(self, embeddings: Embeddings) -> dict[str, float]:
         users, items = embeddings.published()
