@@ -73,6 +73,27 @@ def test_training_negatives_skip_known_positives() -> None:
     assert set(drawn[50:].flatten().tolist()) == {0, 1, 2, 4}
 
 
+def test_past_the_dense_bound_the_positives_are_sorted_keys_with_the_same_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    users = torch.tensor([0, 0, 0, 1, 1])
+    items = torch.tensor([0, 1, 2, 3, 3])
+    dense = _PositiveSet(users, items, n_users=2, n_items=5)
+    monkeypatch.setattr("training.embeddings.MAX_MASK_CELLS", 9)  # 2 x 5 cells is past it
+    sparse = _PositiveSet(users, items, n_users=2, n_items=5)
+    assert dense.mask is not None and sparse.mask is None
+    assert sparse.keys.tolist() == [0, 1, 2, 8]
+    every_user = torch.arange(2).repeat_interleave(5)
+    every_item = torch.arange(5).repeat(2)
+    assert sparse.contains(every_user, every_item).tolist() == [
+        True, True, True, False, False,
+        False, False, False, True, False,
+    ]  # fmt: skip
+    assert torch.equal(
+        sparse.contains(every_user, every_item), dense.contains(every_user, every_item)
+    )
+
+
 def test_published_vectors_fold_the_item_bias_into_the_dot_product() -> None:
     embeddings = Embeddings(
         users=np.array([[1.0, 2.0]], dtype=np.float32),
