@@ -19,12 +19,15 @@ ITEM_EMBEDDING_VIEW: Final = "item_embeddings"
 # Written by the stream worker only (features.stream_worker): no batch table feeds it.
 USER_RECENT_VIEW: Final = "user_recent_items"
 EMBEDDING_VIEWS: Final = (USER_EMBEDDING_VIEW, ITEM_EMBEDDING_VIEW)
+# What each user bought (or rated): the buy-exclusion rule's, not a ranker input.
+USER_HISTORY_VIEW: Final = "user_history"
 
 # Each view's features, in the order its schema lists them.
 USER_FEATURES: Final = ("user_vector", "user_bias", "user_activity")
 ITEM_FEATURES: Final = ("item_vector", "item_bias", "item_conversion", "item_price")
 USER_EMBEDDING: Final = "user_embedding"
 RECENT_ITEMS: Final = "recent_items"
+INTERACTED_ITEMS: Final = "interacted_items"
 ITEM_EMBEDDING: Final = "item_embedding"
 
 # The FeatureService a model records and is checked against at start-up.

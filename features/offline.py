@@ -38,6 +38,7 @@ from features.engineering import (
     item_vectors,
     user_features,
 )
+from features.history import history_table
 from features.prepare import Manifest
 from features.schema import CONVERSION_EVENTS, EVENT_WEIGHTS
 from features.validation import Rejections, valid_catalog, valid_events
@@ -86,7 +87,9 @@ class Catalog:
 @dataclass
 class BackfillReport:
     snapshots: list[datetime]
-    rows: dict[str, int] = field(default_factory=lambda: {"user_features": 0, "item_features": 0})
+    rows: dict[str, int] = field(
+        default_factory=lambda: {"user_features": 0, "item_features": 0, "user_history": 0}
+    )
     events: int = 0
     rejections: Rejections = field(default_factory=Rejections)
     seconds: float = 0.0
@@ -284,6 +287,9 @@ def _run(
         report.rows["user_features"] += users.num_rows
         report.rows["item_features"] += items.num_rows
         previous = t
+    history = history_table(workspace.event_files(), catalog.item_ids, times[-1])
+    write_snapshot(history, snapshot_file(workspace.user_history_path, times[-1]))
+    report.rows["user_history"] += history.num_rows
     workspace.vocabulary_path.write_text(json.dumps(list(catalog.vocabulary.tokens)))
 
 

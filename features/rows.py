@@ -18,6 +18,9 @@ class UserRow:
     timestamp: float  # epoch seconds of the feature row; 0 when unknown
     # float32 [E] learned embedding; None when not served, zeros when the user has none.
     embedding: np.ndarray | None = None
+    # Items the user bought (or rated, on MovieLens), for the buy-exclusion rule;
+    # empty where the store has no history view.
+    interacted: tuple[str, ...] = ()
 
     @classmethod
     def unknown(cls, embeddings: bool) -> UserRow:

@@ -36,8 +36,10 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 
 from features.engineering import CONVERSION_PRIOR, MAX_VOCABULARY
+from features.history import history_table
 from features.offline import (
     BackfillReport,
     default_times,
@@ -125,6 +127,11 @@ def backfill_spark(
                 rows = _snapshot(staging / part / f"s={index}", schema, t)
                 write_snapshot(rows, snapshot_file(directory, t))
                 report.rows[table] += rows.num_rows
+        newest = snapshot_file(workspace.item_features_path, times[-1])
+        catalog_ids = pq.read_table(newest, columns=["item_id"])["item_id"].to_pylist()
+        history = history_table(workspace.event_files(), catalog_ids, times[-1])
+        write_snapshot(history, snapshot_file(workspace.user_history_path, times[-1]))
+        report.rows["user_history"] += history.num_rows
         workspace.vocabulary_path.write_text(json.dumps(tokens))
     finally:
         shutil.rmtree(staging, ignore_errors=True)

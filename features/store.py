@@ -185,6 +185,7 @@ def materialize(
         names.ITEM_VIEW: (workspace.item_features_path, names.ITEM_KEY),
         names.USER_EMBEDDING_VIEW: (workspace.user_embeddings_path, names.USER_KEY),
         names.ITEM_EMBEDDING_VIEW: (workspace.item_embeddings_path, names.ITEM_KEY),
+        names.USER_HISTORY_VIEW: (workspace.user_history_path, names.USER_KEY),
     }
     # Views whose tables have no file yet (embeddings before training) are skipped.
     tables = {

@@ -152,6 +152,10 @@ class Workspace:
         return self.offline_dir / names.USER_RECENT_VIEW
 
     @property
+    def user_history_path(self) -> Path:
+        return self.offline_dir / names.USER_HISTORY_VIEW
+
+    @property
     def item_embeddings_path(self) -> Path:
         return self.offline_dir / names.ITEM_EMBEDDING_VIEW
 

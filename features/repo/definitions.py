@@ -110,6 +110,23 @@ user_recent_items = FeatureView(
     source=user_recent_items_source,
 )
 
+user_history_source = FileSource(
+    name="user_history_source",
+    path="offline/user_history/*.parquet",
+    file_format=ParquetFormat(),
+    timestamp_field="event_timestamp",
+)
+
+# The items each user bought (or rated, on MovieLens), as of the newest snapshot:
+# the server leaves them out of retrieval (features.history writes it).
+user_history = FeatureView(
+    name=n.USER_HISTORY_VIEW,
+    entities=[user],
+    ttl=NO_EXPIRY,
+    schema=[Field(name=n.INTERACTED_ITEMS, dtype=Array(String))],
+    source=user_history_source,
+)
+
 # What ranker v1 consumes; a model records this name and is checked against it.
 ranker_v1 = FeatureService(name=n.RANKER_SERVICE, features=[user_features, item_features])
 

@@ -51,6 +51,7 @@ class FeastFeatures:
         self._views: dict[str, Any] = {}
         self._user_reads: UserReads | None = None
         self.embeddings = False
+        self.history = False  # the user history view is registered: read it too
 
     def load(self) -> None:
         if not (self._repo_dir / "feature_store.yaml").exists():
@@ -61,12 +62,15 @@ class FeastFeatures:
 
         self._store = open_store(self._workspace)
         self._load_views()
+        self.history = names.USER_HISTORY_VIEW in self._views
         self._user_reads = user_reads(self.store, self._user_views(), self._read_timeout)
 
     def _user_views(self) -> list[UserView]:
         views = [UserView(names.USER_VIEW, names.USER_FEATURES)]
         if self.embeddings:
             views.append(UserView(names.USER_EMBEDDING_VIEW, (names.USER_EMBEDDING,)))
+        if self.history:  # last, so the views before it keep their places
+            views.append(UserView(names.USER_HISTORY_VIEW, (names.INTERACTED_ITEMS,)))
         return views
 
     def _load_views(self) -> None:
@@ -173,12 +177,25 @@ class FeastFeatures:
             views.append(
                 self._online_read(names.USER_EMBEDDING_VIEW, names.USER_KEY, user_ids, refs)
             )
-        return [_user_row(list(rows), self.embeddings) for rows in zip(*views, strict=True)]
+        if self.history:
+            refs = (f"{names.USER_HISTORY_VIEW}:{names.INTERACTED_ITEMS}",)
+            views.append(self._online_read(names.USER_HISTORY_VIEW, names.USER_KEY, user_ids, refs))
+        users = [_user_row(list(rows), self.embeddings) for rows in zip(*views, strict=True)]
+        if not self.history:
+            return users
+        return [
+            _with_history(user, _interacted_items(found))
+            for user, (_, found) in zip(users, views[-1], strict=True)
+        ]
 
     def _from_reads(self, rows: Sequence[ViewRow]) -> UserRow:
         """A UserRow from one user's rows of server.user_reads, one per user view."""
         row = _user_row_from_bytes(rows, self.embeddings)
-        return row if row is not None else _user_row([_parsed(r) for r in rows], self.embeddings)
+        if row is None:
+            row = _user_row([_parsed(r) for r in rows], self.embeddings)
+        if not self.history or rows[-1] is None:
+            return row
+        return _with_history(row, _interacted_bytes(rows[-1][0].get(names.INTERACTED_ITEMS)))
 
     def items(self, item_ids: Sequence[str]) -> ItemRows:
         """Item features straight from the online store, one batched read per view."""
@@ -276,6 +293,21 @@ def _user_row_from_bytes(rows: Sequence[ViewRow], embeddings: bool) -> UserRow |
             if embedding is None:
                 return None
     return UserRow(vector, bias, activity, True, ts, embedding)
+
+
+def _with_history(user: UserRow, interacted: tuple[str, ...]) -> UserRow:
+    return replace(user, interacted=interacted) if interacted and user.known else user
+
+
+def _interacted_bytes(raw: bytes | None) -> tuple[str, ...]:
+    from feast.protos.feast.types.Value_pb2 import Value
+
+    return () if raw is None else tuple(Value.FromString(raw).string_list_val.val)
+
+
+def _interacted_items(values: dict[str, Any] | None) -> tuple[str, ...]:
+    found = None if values is None else values.get(names.INTERACTED_ITEMS)
+    return () if found is None else tuple(found.string_list_val.val)
 
 
 def float_list(value: Any) -> np.ndarray:

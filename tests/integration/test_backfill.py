@@ -78,7 +78,7 @@ def _table(directory: Path, t: datetime) -> list[tuple[object, ...]]:
 
 def test_backfill_writes_one_snapshot_per_time_with_exact_rows(dirty: Workspace) -> None:
     report = backfill(dirty, [DAY1, DAY2])
-    assert report.rows == {"user_features": 3, "item_features": 4}
+    assert report.rows == {"user_features": 3, "item_features": 4, "user_history": 1}
     assert [r[:2] for r in _table(dirty.user_features_path, DAY1)] == [("u0", DAY1)]
     assert [r[:2] for r in _table(dirty.user_features_path, DAY2)] == [("u0", DAY2), ("u1", DAY2)]
     # u0 alone at day 1; u1 arrives on day 2: its vector is item i1's.
@@ -87,6 +87,15 @@ def test_backfill_writes_one_snapshot_per_time_with_exact_rows(dirty: Workspace)
     day1 = _table(dirty.item_features_path, DAY1)
     assert [(r[0], r[3]) for r in day1] == [("i0", 1.0), ("i1", round(0.630930, 6))]
     assert [r[3] for r in _table(dirty.item_features_path, DAY2)] == [1.0, 1.0]
+
+
+def test_the_user_history_holds_each_users_valid_conversions_at_the_last_snapshot(
+    dirty: Workspace,
+) -> None:
+    backfill(dirty, [DAY1, DAY2])
+    # u0 bought i0; u1 only viewed i1, which is no conversion
+    assert _table(dirty.user_history_path, DAY2) == [("u0", DAY2, ["i0"])]
+    assert sorted(p.name for p in dirty.user_history_path.iterdir()) == ["20260303T000000.parquet"]
 
 
 def test_bad_rows_are_counted_by_reason_and_never_written(dirty: Workspace) -> None:
