@@ -33,6 +33,7 @@ from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.batch import RankQuery
 from server.ranking.build import build_pipeline
 from server.ranking.pipeline import Pipeline
+from server.retrieval.catalogue import CatalogueIndex, IndexSettings
 from server.sources.cache_refresh import CachedFeatures, CacheRefresher
 from server.sources.feast_provider import FeastFeatures
 from server.sources.item_cache import ItemFeatureCache
@@ -61,6 +62,8 @@ class Loaded:
     features: FeatureSource
     refresher: CacheRefresher | None = None
     feature_service: str = ""  # the model's; "" for the heuristic
+    catalogue: CatalogueIndex | None = None  # what retrieval and search read
+    blocked: frozenset[str] = frozenset()  # the configured block list
 
 
 @dataclass
@@ -128,6 +131,24 @@ def catalogue_ids(workspace: Workspace) -> Callable[[], list[str]]:
     return read
 
 
+def index_settings(settings: Settings) -> IndexSettings:
+    return IndexSettings(
+        exact_max_items=settings.exact_retrieval_max_items,
+        threads=settings.retrieval_index_threads,
+    )
+
+
+def read_block_list(path: str) -> frozenset[str]:
+    """The configured block list: item ids, one per line; blank lines and # comments skipped."""
+    if not path:
+        return frozenset()
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as error:
+        raise StartupError(f"cannot read the block list {path}: {error.strerror}") from None
+    return frozenset(line.strip() for line in lines if line.strip() and not line.startswith("#"))
+
+
 def load(settings: Settings) -> Loaded:
     """Open the feature store, warm the item cache, load the current model; refuse a
     model whose inputs do not match its FeatureService."""
@@ -135,8 +156,9 @@ def load(settings: Settings) -> Loaded:
     feast = FeastFeatures(workspace, settings.user_read_timeout_seconds)
     feast.load()
     cache = ItemFeatureCache(feast.items, settings.item_cache_capacity)
+    index = CatalogueIndex(workspace.catalog_path, index_settings(settings))
     refresher = CacheRefresher(
-        feast, cache, settings.cache_refresh_seconds, catalogue_ids(workspace)
+        feast, cache, settings.cache_refresh_seconds, catalogue_ids(workspace), index
     )
     version = registry.current_version(workspace.models_dir)
     model = None
@@ -154,9 +176,10 @@ def load(settings: Settings) -> Loaded:
     embeddings = model is not None and model.info.embeddings
     users = UserFallback(feast.user, Policy.of(settings), UserRow.unknown(embeddings))
     features = CachedFeatures(feast, cache, users)
-    pipeline = build_pipeline(features, model, version or "", embeddings)
+    blocked = read_block_list(settings.block_list)
+    pipeline = build_pipeline(features, model, version or "", embeddings, index, blocked)
     service = model.info.feature_service if model is not None else ""
-    return Loaded(pipeline, features, refresher, service)
+    return Loaded(pipeline, features, refresher, service, index, blocked)
 
 
 # A call's objects die by reference count; at Python's default young-generation
@@ -258,7 +281,15 @@ async def create_server(
         metrics.cache_items.read_from(lambda: len(cache))
         metrics.cache_age.read_from(cache.age_seconds)
         serving = Serving(loaded.pipeline.version, time.time(), loaded.feature_service)
-        running.swap = swap = ModelSwap(settings, loaded.features, serving, running.serve, metrics)
+        running.swap = swap = ModelSwap(
+            settings,
+            loaded.features,
+            serving,
+            running.serve,
+            metrics,
+            loaded.catalogue,
+            loaded.blocked,
+        )
         running.swap_task = asyncio.create_task(swap.run())
     return running
 

@@ -25,6 +25,7 @@ from server.model_runtime import OnnxRanker, check_wiring
 from server.ranking.batch import RankQuery
 from server.ranking.build import build_pipeline
 from server.ranking.pipeline import Pipeline
+from server.retrieval.catalogue import CatalogueIndex
 from server.sources.cache_refresh import CachedFeatures
 from training import registry
 
@@ -49,7 +50,11 @@ class ModelSwap:
         serving: Serving,
         serve: Callable[[Pipeline], None],
         metrics: Metrics,
+        catalogue: CatalogueIndex | None = None,
+        blocked: frozenset[str] = frozenset(),
     ) -> None:
+        self._catalogue = catalogue  # the serving pipeline's, kept across swaps
+        self._blocked = blocked
         self._workspace: Workspace = settings.workspace
         self._threads = settings.model_threads
         self._interval = settings.model_poll_seconds
@@ -116,5 +121,7 @@ class ModelSwap:
                 f"model {version} {need} embeddings, unlike the one this server started "
                 "with; roll it out with a restart"
             )
-        pipeline = build_pipeline(self._features, model, version, model.info.embeddings)
+        pipeline = build_pipeline(
+            self._features, model, version, model.info.embeddings, self._catalogue, self._blocked
+        )
         return pipeline, model.info.feature_service

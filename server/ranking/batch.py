@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from features.rows import UserRow
+
+if TYPE_CHECKING:
+    from server.ranking.catalogue import CatalogueView
 
 # The one column a request brings: the candidates' ids (Batch.ids).
 ITEM_ID = "item_id"
@@ -16,12 +20,43 @@ ITEM_ID = "item_id"
 FRESH, STALE, DEGRADED = "fresh", "stale", "degraded"
 
 
+# Where a candidate came from: the code in the `retrieval_source` column indexes this.
+SOURCES = ("given", "embedding", "interest", "popular", "lexical")
+GIVEN, EMBEDDING, INTEREST, POPULAR, LEXICAL = range(len(SOURCES))
+
+# The rule that moved a row: the code in the `rule` column indexes this ("" = none).
+RULES = ("", "diversity", "mmr", "exploration")
+NO_RULE, DIVERSITY, MMR, EXPLORATION = range(len(RULES))
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The business rules after ranking, as one request resolved them (0 = off)."""
+
+    max_per_category: int = 0
+    diversity_window: int = 0  # 0 = top_k, or every rank
+    mmr_lambda: float = 0.0
+    temperature: float = 0.0
+    seed: int = 0
+
+    @property
+    def reorder(self) -> bool:
+        """Some rule reorders the ranking, so it must be ordered whole before the cut."""
+        return bool(self.max_per_category or self.mmr_lambda or self.temperature)
+
+
 @dataclass(frozen=True)
 class RankQuery:
     user_id: str
-    candidates: list[str]  # distinct, in request order
+    candidates: list[str]  # distinct, in request order; empty = retrieve
     top_k: int  # 0 = all
     explain: bool
+    terms: tuple[str, ...] = ()  # the query's search terms; () = no query
+    retrieval_size: int = 0  # candidates to retrieve when none are given
+    exclude_interacted: bool = False
+    blocked: frozenset[str] = frozenset()
+    matches_only: bool = False  # drop given candidates the query does not match
+    rules: Rules = Rules()
 
 
 class Batch(dict[str, np.ndarray]):
@@ -35,13 +70,18 @@ class Batch(dict[str, np.ndarray]):
     len(batch) is the number of rows (candidates), not of columns.
     """
 
-    __slots__ = ("_counted", "_layers", "ids", "query", "user")
+    __slots__ = ("_counted", "_layers", "catalogue", "ids", "query", "removed", "user")
 
     def __init__(self, query: RankQuery, user: UserRow) -> None:
         super().__init__()
         self.query = query
         self.user = user
         self.ids = query.candidates
+        # The catalogue index this request reads (server/retrieval), pinned by its
+        # first stage so a rebuild mid-request cannot mix two; None when none is built.
+        self.catalogue: CatalogueView | None = None
+        # (item id, rule) of each candidate a filter removed, for explain.
+        self.removed: list[tuple[str, str]] = []
         # Per take, oldest first: the columns as they were before it, and its rows.
         self._layers: list[tuple[dict[str, np.ndarray], np.ndarray]] = []
         self._counted: tuple[np.ndarray | None, int] = (None, 0)
@@ -96,6 +136,11 @@ class Parts:
     embedding_score: np.ndarray
     item_age: np.ndarray  # seconds; -1 for unknown items
     unknown_item: np.ndarray  # bool
+    source: np.ndarray  # int8 codes into SOURCES
+    bm25: np.ndarray
+    query_relevance: np.ndarray
+    rule: np.ndarray  # int8 codes into RULES
+    rule_from: np.ndarray  # int32: the 1-based rank before the rule moved it; 0 = unmoved
 
 
 @dataclass(frozen=True)
@@ -110,3 +155,4 @@ class Ranking:
     timings: dict[str, float]  # seconds per stage, by the stage's name
     parts: Parts | None  # only when the query asked to explain
     served: str = FRESH  # FRESH, STALE or DEGRADED
+    removed: list[tuple[str, str]] | None = None  # (item id, rule); only with explain

@@ -27,4 +27,9 @@ def explain(batch: Batch, now: float) -> Parts:
         embedding_score=batch.get("embedding_score", zeros),
         item_age=np.where(known, now - batch["item_timestamp"], -1.0),
         unknown_item=~known,
+        source=batch["retrieval_source"],
+        bm25=batch["bm25"],
+        query_relevance=batch["query_relevance"],
+        rule=batch["rule"],
+        rule_from=batch["rule_from"],
     )

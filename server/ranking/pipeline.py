@@ -83,4 +83,5 @@ class Pipeline:
             timings=timings,
             parts=explain(batch, now) if batch.query.explain else None,
             served=served,
+            removed=batch.removed if batch.query.explain else None,
         )

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from features.rows import ItemRows, UserRow
 from server.errors import FeatureStoreUnavailable, RegistryUnavailable
+from server.retrieval.catalogue import CatalogueIndex
 from server.sources.feast_provider import FeastFeatures
 from server.sources.item_cache import ItemFeatureCache
 from server.sources.user_fallback import Policy, UserFallback
@@ -54,7 +55,9 @@ class CacheRefresher:
         cache: ItemFeatureCache,
         interval: float,
         catalogue: Callable[[], Sequence[str]],
+        index: CatalogueIndex | None = None,
     ) -> None:
+        self._index = index  # rebuilt with each new table: retrieval reads it
         self._feast = feast
         self._cache = cache
         self._interval = interval
@@ -69,13 +72,18 @@ class CacheRefresher:
         """The first, blocking load at start-up."""
         self.token = self._feast.materialization_token()
         self._cache.warm(self._ids())
+        if self._index is not None:
+            self._index.rebuild(self._cache.table())
 
     def check(self) -> bool:
         """Reload if a materialization landed since the last load; True if it did."""
         token = self._feast.materialization_token()
         if token == self.token:
             return False
-        self._cache.replace(self._cache.build(self._ids()))
+        table = self._cache.build(self._ids())
+        if self._index is not None:  # before the swap: both land within one interval
+            self._index.rebuild(table)
+        self._cache.replace(table)
         self.token = token
         self.refreshes += 1
         log.info("item cache reloaded after materialization %s: %d items", token, len(self._cache))

@@ -60,7 +60,9 @@ class ItemTable:
     def lookup_all(self, item_ids: Sequence[str]) -> np.ndarray | None:
         """Slot per id when every id is cached, else None: the common case in one
         C call (itemgetter), without a per-id default or a check of the result."""
-        if len(item_ids) == 1:
+        if len(item_ids) <= 1:  # itemgetter takes one key at least
+            if not item_ids:
+                return np.empty(0, dtype=np.int64)
             slot = self.index.get(item_ids[0])
             return None if slot is None else np.array([slot], dtype=np.int64)
         try:
@@ -190,6 +192,11 @@ class ItemFeatureCache:
         with self._lock:
             self._table = table
             self.loaded_at = time.time()
+
+    def table(self) -> ItemTable:
+        """The current table: replaced whole, never changed in place by a refresh."""
+        with self._lock:
+            return self._table
 
     def warm(self, item_ids: Sequence[str]) -> None:
         self.replace(self.build(item_ids))

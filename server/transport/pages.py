@@ -8,7 +8,7 @@ import grpc
 
 from server.errors import CallEnded
 from server.proto.shoprank.v1 import ranking_pb2 as pb
-from server.ranking.batch import DEGRADED, FRESH, STALE, Parts, Ranking
+from server.ranking.batch import DEGRADED, FRESH, RULES, SOURCES, STALE, Parts, Ranking
 from server.ranking.pipeline import HEURISTIC_VERSION
 from server.transport.wire import encode_page
 
@@ -40,7 +40,16 @@ def _parts(ranking: Ranking, parts: Parts, i: int) -> pb.ScoreParts:
         item_feature_age_seconds=float(parts.item_age[i]),
         flags=_flags(ranking, parts, i),
         embedding_score=float(parts.embedding_score[i]),
+        retrieval_source=SOURCES[parts.source[i]],
+        bm25=float(parts.bm25[i]),
+        query_relevance=float(parts.query_relevance[i]),
+        rule=_rule(parts, i),
     )
+
+
+def _rule(parts: Parts, i: int) -> str:
+    code = int(parts.rule[i])
+    return f"{RULES[code]}: from rank {int(parts.rule_from[i])}" if code else ""
 
 
 def to_pages(ranking: Ranking, page_size: int) -> Iterator[bytes]:
@@ -52,7 +61,9 @@ def to_pages(ranking: Ranking, page_size: int) -> Iterator[bytes]:
     total = len(ids)
     flags = SERVED_FLAGS[ranking.served]
     if total == 0:  # still one page, which names the model
-        yield pb.RankResponse(model_version=ranking.model_version, flags=flags).SerializeToString()
+        page = pb.RankResponse(model_version=ranking.model_version, flags=flags)
+        _add_removed(page, ranking)
+        yield page.SerializeToString()
     for start in range(0, total, page_size):
         end = min(start + page_size, total)
         version = ranking.model_version if start == 0 else ""
@@ -66,6 +77,7 @@ def _page(ranking: Ranking, start: int, end: int, version: str) -> pb.RankRespon
     page = pb.RankResponse(model_version=version)
     if start == 0:
         page.flags.extend(SERVED_FLAGS[ranking.served])
+        _add_removed(page, ranking)
     add = page.items.add
     scores = ranking.scores[start:end].tolist()
     for i in range(start, end):
@@ -73,6 +85,11 @@ def _page(ranking: Ranking, start: int, end: int, version: str) -> pb.RankRespon
         if ranking.parts is not None:
             item.parts.CopyFrom(_parts(ranking, ranking.parts, i))
     return page
+
+
+def _add_removed(page: pb.RankResponse, ranking: Ranking) -> None:
+    for item_id, rule in ranking.removed or ():
+        page.removed.add(item_id=item_id, rule=rule)
 
 
 async def write_pages(context: grpc.aio.ServicerContext, ranking: Ranking, page_size: int) -> bytes:

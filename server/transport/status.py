@@ -18,6 +18,7 @@ from server.errors import (
     InvalidRequest,
     Overloaded,
 )
+from server.ranking.catalogue import CatalogueUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,7 @@ STATUS: tuple[tuple[type[Exception], grpc.StatusCode], ...] = (
     (EventLogUnavailable, grpc.StatusCode.UNAVAILABLE),
     (DeadlineExceeded, grpc.StatusCode.DEADLINE_EXCEEDED),
     (FeatureSchemaMismatch, grpc.StatusCode.FAILED_PRECONDITION),
+    (CatalogueUnavailable, grpc.StatusCode.FAILED_PRECONDITION),
 )
 
 

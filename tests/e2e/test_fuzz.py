@@ -24,9 +24,19 @@ requests = st.builds(
     candidate_item_ids=st.lists(ids, max_size=60),
     top_k=st.one_of(UINT32, st.integers(0, 30)),
     page_size=st.one_of(UINT32, st.integers(0, 5)),
-    query=st.one_of(text, st.text(max_size=10_000)),
+    query=st.one_of(text, st.text(max_size=10_000), st.sampled_from(["c01", "b002 c03", "t05"])),
     explain=st.booleans(),
+    retrieval_size=st.one_of(st.just(0), st.integers(0, 60), UINT32),
+    exclude_interacted=st.booleans(),
+    block_item_ids=st.lists(ids, max_size=5),
+    query_matches_only=st.booleans(),
+    max_per_category=st.one_of(st.just(0), st.integers(0, 3), UINT32),
+    diversity_window=st.one_of(st.just(0), st.integers(0, 10), UINT32),
+    mmr_lambda=st.one_of(st.just(0.0), st.floats(width=32)),
+    exploration_temperature=st.one_of(st.just(0.0), st.floats(width=32)),
+    seed=st.integers(0, 2**64 - 1),
 )
+SERVER_RETRIEVAL_SIZE = 50  # the fixture's max_candidates caps the default of 200
 # Metadata gRPC lets a client send: lowercase keys, printable ASCII values, or
 # bytes under a -bin key.
 keys = st.from_regex(r"\A[a-z0-9][a-z0-9_.-]{0,30}\Z").filter(
@@ -47,8 +57,14 @@ def check_pages(pages: list[pb.RankResponse], request: pb.RankRequest) -> None:
     items = [item for page in pages for item in page.items]
     assert [i.rank for i in items] == list(range(1, len(items) + 1))
     scores = [i.score for i in items]
-    assert scores == sorted(scores, reverse=True)
-    assert len(items) <= len(set(request.candidate_item_ids))
+    reordered = request.max_per_category or request.mmr_lambda or request.exploration_temperature
+    if not reordered:  # the rules that reorder say so in parts.rule instead
+        assert scores == sorted(scores, reverse=True)
+    if request.candidate_item_ids:
+        assert len(items) <= len(set(request.candidate_item_ids))
+    else:  # retrieval
+        assert len(items) <= (request.retrieval_size or SERVER_RETRIEVAL_SIZE)
+    assert not {i.item_id for i in items} & set(request.block_item_ids)
     if request.top_k:
         assert len(items) <= request.top_k
 

@@ -110,7 +110,10 @@ def test_explain_fills_parts_only_when_asked(channel: grpc.Channel) -> None:
     [
         ({"user_id": ""}, "user_id is required"),
         ({"user_id": "u" * 65}, "user_id is 65 characters; the limit is 64"),
-        ({"candidate_item_ids": []}, "candidate_item_ids is empty"),
+        ({"candidate_item_ids": [], "retrieval_size": 51}, "retrieval_size is 51; the limit is 50"),
+        ({"query": "q" * 1025}, "query is 1025 bytes; the limit is 1024 bytes"),
+        ({"mmr_lambda": 2.0}, "mmr_lambda is 2.0; it must be in [0, 1]"),
+        ({"block_item_ids": ["x" * 65]}, "block_item_ids[0] is 65 characters"),
         ({"candidate_item_ids": ["i"] * 51}, "51 candidate_item_ids; the limit is 50"),
         ({"candidate_item_ids": ["ok", ""]}, "candidate_item_ids[1] is empty"),
         ({"candidate_item_ids": ["x" * 65]}, "candidate_item_ids[0] is 65 characters"),

@@ -58,8 +58,10 @@ def test_the_request_gives_the_item_ids() -> None:
 
 
 def test_the_built_pipelines_read_as_the_list_of_their_stages() -> None:
-    common = ["gather_items", "similarity", "bias", "embedding_scores"]
-    tail = ["cold_start", "unknown_last", "top_k"]
+    head = ["retrieve", "query_match", "filters", "gather_items"]
+    common = [*head, "similarity", "bias", "embedding_scores"]
+    tail = ["cold_start", "query_blend", "unknown_last", "top_k"]
+    tail += ["diversity", "mmr", "explore", "cut"]
     heuristic = build_pipeline(ITEMS, None)
     assert heuristic.stage_names == [*common, "heuristic_score", *tail]
     assert heuristic.version == "heuristic"

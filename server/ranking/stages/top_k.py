@@ -9,14 +9,19 @@ from server.ranking.batch import Batch
 
 class TopK:
     """Keeps the request's top_k rows (all for 0) of every column, best first by
-    `rank_key`; equal keys keep request order."""
+    `rank_key`; equal keys keep request order. When a business rule reorders the
+    ranking it orders every row, and Cut cuts after the rules. Gives `rule` and
+    `rule_from`, empty (0): the rules after it mark the rows they move."""
 
     name = "top_k"
     needs = ("rank_key",)
-    gives = ()
+    gives = ("rule", "rule_from")
 
     def __call__(self, batch: Batch) -> None:
-        batch.take(top_k(batch["rank_key"], batch.query.top_k))
+        query = batch.query
+        batch.take(top_k(batch["rank_key"], 0 if query.rules.reorder else query.top_k))
+        batch["rule"] = np.zeros(len(batch), dtype=np.int8)
+        batch["rule_from"] = np.zeros(len(batch), dtype=np.int32)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:

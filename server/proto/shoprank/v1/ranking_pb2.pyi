@@ -73,30 +73,58 @@ class ServingInfo(_message.Message):
     def __init__(self, model_version: _Optional[str] = ..., model_loaded_at: _Optional[float] = ..., feature_service: _Optional[str] = ..., cache_age_seconds: _Optional[float] = ..., last_materialization: _Optional[float] = ..., cached_items: _Optional[int] = ...) -> None: ...
 
 class RankRequest(_message.Message):
-    __slots__ = ("user_id", "candidate_item_ids", "top_k", "query", "explain", "page_size")
+    __slots__ = ("user_id", "candidate_item_ids", "top_k", "query", "explain", "page_size", "retrieval_size", "exclude_interacted", "block_item_ids", "query_matches_only", "max_per_category", "diversity_window", "mmr_lambda", "exploration_temperature", "seed")
     USER_ID_FIELD_NUMBER: _ClassVar[int]
     CANDIDATE_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     QUERY_FIELD_NUMBER: _ClassVar[int]
     EXPLAIN_FIELD_NUMBER: _ClassVar[int]
     PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_SIZE_FIELD_NUMBER: _ClassVar[int]
+    EXCLUDE_INTERACTED_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_ITEM_IDS_FIELD_NUMBER: _ClassVar[int]
+    QUERY_MATCHES_ONLY_FIELD_NUMBER: _ClassVar[int]
+    MAX_PER_CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    DIVERSITY_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    MMR_LAMBDA_FIELD_NUMBER: _ClassVar[int]
+    EXPLORATION_TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     user_id: str
     candidate_item_ids: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
     query: str
     explain: bool
     page_size: int
-    def __init__(self, user_id: _Optional[str] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., query: _Optional[str] = ..., explain: _Optional[bool] = ..., page_size: _Optional[int] = ...) -> None: ...
+    retrieval_size: int
+    exclude_interacted: bool
+    block_item_ids: _containers.RepeatedScalarFieldContainer[str]
+    query_matches_only: bool
+    max_per_category: int
+    diversity_window: int
+    mmr_lambda: float
+    exploration_temperature: float
+    seed: int
+    def __init__(self, user_id: _Optional[str] = ..., candidate_item_ids: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., query: _Optional[str] = ..., explain: _Optional[bool] = ..., page_size: _Optional[int] = ..., retrieval_size: _Optional[int] = ..., exclude_interacted: _Optional[bool] = ..., block_item_ids: _Optional[_Iterable[str]] = ..., query_matches_only: _Optional[bool] = ..., max_per_category: _Optional[int] = ..., diversity_window: _Optional[int] = ..., mmr_lambda: _Optional[float] = ..., exploration_temperature: _Optional[float] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class RankResponse(_message.Message):
-    __slots__ = ("items", "model_version", "flags")
+    __slots__ = ("items", "model_version", "flags", "removed")
     ITEMS_FIELD_NUMBER: _ClassVar[int]
     MODEL_VERSION_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
     items: _containers.RepeatedCompositeFieldContainer[RankedItem]
     model_version: str
     flags: _containers.RepeatedScalarFieldContainer[ScoreParts.Flag]
-    def __init__(self, items: _Optional[_Iterable[_Union[RankedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ...) -> None: ...
+    removed: _containers.RepeatedCompositeFieldContainer[RemovedItem]
+    def __init__(self, items: _Optional[_Iterable[_Union[RankedItem, _Mapping]]] = ..., model_version: _Optional[str] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ..., removed: _Optional[_Iterable[_Union[RemovedItem, _Mapping]]] = ...) -> None: ...
+
+class RemovedItem(_message.Message):
+    __slots__ = ("item_id", "rule")
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    item_id: str
+    rule: str
+    def __init__(self, item_id: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
 
 class RankedItem(_message.Message):
     __slots__ = ("item_id", "rank", "score", "parts")
@@ -111,7 +139,7 @@ class RankedItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., parts: _Optional[_Union[ScoreParts, _Mapping]] = ...) -> None: ...
 
 class ScoreParts(_message.Message):
-    __slots__ = ("similarity", "bias", "model_score", "heuristic_score", "user_feature_age_seconds", "item_feature_age_seconds", "flags", "embedding_score")
+    __slots__ = ("similarity", "bias", "model_score", "heuristic_score", "user_feature_age_seconds", "item_feature_age_seconds", "flags", "embedding_score", "retrieval_source", "bm25", "query_relevance", "rule")
     class Flag(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         FLAG_UNSPECIFIED: _ClassVar[ScoreParts.Flag]
@@ -134,6 +162,10 @@ class ScoreParts(_message.Message):
     ITEM_FEATURE_AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_SCORE_FIELD_NUMBER: _ClassVar[int]
+    RETRIEVAL_SOURCE_FIELD_NUMBER: _ClassVar[int]
+    BM25_FIELD_NUMBER: _ClassVar[int]
+    QUERY_RELEVANCE_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
     similarity: float
     bias: float
     model_score: float
@@ -142,4 +174,8 @@ class ScoreParts(_message.Message):
     item_feature_age_seconds: float
     flags: _containers.RepeatedScalarFieldContainer[ScoreParts.Flag]
     embedding_score: float
-    def __init__(self, similarity: _Optional[float] = ..., bias: _Optional[float] = ..., model_score: _Optional[float] = ..., heuristic_score: _Optional[float] = ..., user_feature_age_seconds: _Optional[float] = ..., item_feature_age_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ..., embedding_score: _Optional[float] = ...) -> None: ...
+    retrieval_source: str
+    bm25: float
+    query_relevance: float
+    rule: str
+    def __init__(self, similarity: _Optional[float] = ..., bias: _Optional[float] = ..., model_score: _Optional[float] = ..., heuristic_score: _Optional[float] = ..., user_feature_age_seconds: _Optional[float] = ..., item_feature_age_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ..., embedding_score: _Optional[float] = ..., retrieval_source: _Optional[str] = ..., bm25: _Optional[float] = ..., query_relevance: _Optional[float] = ..., rule: _Optional[str] = ...) -> None: ...

@@ -61,9 +61,12 @@ class RankerServicer:
         render the first page while later ones are still being sent, and cancel early.
 
         Errors (gRPC status codes):
-        INVALID_ARGUMENT   malformed request (empty user_id, no candidates, too
-        many candidates, an id over the length limit); the
-        message names the field and the limit.
+        INVALID_ARGUMENT   malformed request (empty user_id, too many candidates,
+        an id over the length limit, a query over its limit,
+        a rule setting out of range); the message names the
+        field and the limit.
+        FAILED_PRECONDITION retrieval was asked (no candidates) of a server whose
+        catalogue index is not built yet, or holds no items.
         RESOURCE_EXHAUSTED the server is shedding load; retry with backoff.
         UNAVAILABLE        the feature store is down and the server is set to
         fail (SHOPRANK_ON_STORE_FAILURE=fail) rather than

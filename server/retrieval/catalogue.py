@@ -1,0 +1,148 @@
+"""The catalogue index: every known item's rows for retrieval, search and the rules.
+
+Built from the item cache's table (the same features the ranking reads) and the
+catalogue's text, whenever the cache is (re)filled: at start-up and after each
+materialization, on the refresh thread. A request only reads the current one,
+never builds: `CatalogueIndex.current` is swapped in one assignment.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from features.scoring import row_norms
+from server.retrieval.lexical import LexicalIndex
+from server.retrieval.text import category_of, item_text
+from server.retrieval.vectors import VectorIndex
+from server.sources.item_cache import ItemTable
+
+log = logging.getLogger(__name__)
+
+# An item's searchable text and its category, by item id.
+Described = Mapping[str, tuple[str, str]]
+
+
+@dataclass(frozen=True)
+class IndexSettings:
+    exact_max_items: int = 50_000  # beyond this, vector search is approximate (HNSW)
+    threads: int = 2  # threads that build an HNSW graph
+    popular: int = 5_000  # the most popular items kept in order, for cold start
+
+
+class Catalogue:
+    """Row r of every array is item ids[r]; only items the store knows are here."""
+
+    def __init__(
+        self,
+        ids: list[str],
+        bias: np.ndarray,
+        vectors: np.ndarray,
+        embeddings: np.ndarray | None,
+        described: Described,
+        settings: IndexSettings,
+    ) -> None:
+        self.ids = ids
+        self.row_of = {item: row for row, item in enumerate(ids)}
+        self.bias = bias
+        norms = row_norms(vectors)
+        # similarity x bias = (u . v / |u||v|) x ub x ib: an inner product of u with
+        # v x ib / |v|, up to the user's own factor, which does not change the order.
+        scale = np.divide(bias, norms, out=np.zeros_like(bias), where=norms > 0)
+        self.interest = VectorIndex(
+            vectors * scale[:, np.newaxis], settings.exact_max_items, settings.threads
+        )
+        self.embedding = (
+            None
+            if embeddings is None or embeddings.shape[1] == 0
+            else VectorIndex(embeddings, settings.exact_max_items, settings.threads)
+        )
+        self.popular = top_popular(bias, settings.popular)
+        texts = [described.get(item, ("", ""))[0] for item in ids]
+        self.lexical = LexicalIndex(texts)
+        names = [described.get(item, ("", ""))[1] for item in ids]
+        self.category_names, codes = np.unique(np.asarray(names, dtype=object), return_inverse=True)
+        self.category = codes.astype(np.int64)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def unit_rows(self, rows: np.ndarray) -> np.ndarray:
+        """The attribute vectors of these rows at unit length (zero rows stay zero),
+        from the interest matrix: its rows are the unit vectors times a positive bias,
+        so the catalogue holds one copy of the vectors, not two."""
+        scaled = self.interest.matrix[rows]
+        norms = row_norms(scaled)
+        unit: np.ndarray = scaled / np.where(norms > 0, norms, 1.0)[:, np.newaxis]
+        return unit
+
+    def rows(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Row per id, -1 for an id the catalogue does not hold."""
+        get = self.row_of.get
+        return np.fromiter(
+            map(get, item_ids, itertools.repeat(-1)), dtype=np.int64, count=len(item_ids)
+        )
+
+
+def top_popular(bias: np.ndarray, count: int) -> np.ndarray:
+    """The rows of the `count` highest biases, best first; ties in row order."""
+    from server.ranking.stages.top_k import top_k
+
+    return top_k(bias, count)
+
+
+def from_table(table: ItemTable, described: Described, settings: IndexSettings) -> Catalogue:
+    """The known items of a cache table, in slot order."""
+    slots = np.flatnonzero(table.known[: table.used])
+    ids = [table.ids[slot] or "" for slot in slots.tolist()]
+    embeddings = None if table.embeddings is None else table.embeddings[slots]
+    return Catalogue(
+        ids, table.scalars[slots, 0].copy(), table.vectors[slots], embeddings, described, settings
+    )
+
+
+def read_described(path: Path) -> dict[str, tuple[str, str]]:
+    """Each catalogue item's (text, category), from the workspace's catalog table;
+    empty where this host has none (search then matches nothing)."""
+    if not path.exists():
+        log.warning("no catalog table at %s: queries will match no item", path)
+        return {}
+    table = pq.read_table(path, columns=["item_id", "title", "attributes"])
+    return {
+        item: (item_text(title, attributes), category_of(attributes))
+        for item, title, attributes in zip(
+            table["item_id"].to_pylist(),
+            table["title"].to_pylist(),
+            table["attributes"].to_pylist(),
+            strict=True,
+        )
+    }
+
+
+class CatalogueIndex:
+    """The current catalogue, rebuilt with the item cache; None until the first build."""
+
+    def __init__(self, catalog_path: Path | None, settings: IndexSettings) -> None:
+        self._path = catalog_path
+        self.settings = settings
+        self.current: Catalogue | None = None
+        self.built_seconds = 0.0
+
+    def rebuild(self, table: ItemTable) -> None:
+        started = time.perf_counter()
+        described = read_described(self._path) if self._path is not None else {}
+        self.current = from_table(table, described, self.settings)
+        self.built_seconds = time.perf_counter() - started
+        log.info(
+            "catalogue index built: %d items in %.1f s (%s vector search)",
+            len(self.current),
+            self.built_seconds,
+            "exact" if self.current.interest.exact else "HNSW",
+        )
