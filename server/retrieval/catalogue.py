@@ -62,7 +62,7 @@ class Catalogue:
         self.embedding = (
             None
             if embeddings is None or embeddings.shape[1] == 0
-            else VectorIndex(embeddings, settings.exact_max_items, settings.threads)
+            else VectorIndex(embeddings, settings.exact_max_items, settings.threads, lifted=True)
         )
         self.popular = top_popular(bias, settings.popular)
         texts = [described.get(item, ("", ""))[0] for item in ids]

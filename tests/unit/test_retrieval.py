@@ -83,6 +83,9 @@ def test_past_the_exact_bound_an_hnsw_graph_answers_with_the_same_neighbours() -
     np.testing.assert_allclose(found.scores, truth.scores, rtol=1e-5)
     excluded = approximate.search(query, 10, exclude=truth.rows[:3])
     assert excluded.rows.tolist() == exact.search(query, 10, exclude=truth.rows[:3]).rows.tolist()
+    lifted = VectorIndex(matrix, exact_max=1_999, lifted=True)  # scores are still the dots
+    assert lifted.search(query, 10).rows.tolist() == truth.rows.tolist()
+    np.testing.assert_allclose(lifted.search(query, 10).scores, truth.scores, rtol=1e-4)
 
 
 def test_blend_alternates_ranks_and_keeps_each_row_once() -> None:
