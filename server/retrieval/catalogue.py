@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow.parquet as pq
 
 from features.scoring import row_norms
+from server.ranking.stages.top_k import top_k
 from server.retrieval.lexical import LexicalIndex
 from server.retrieval.text import category_of, item_text
 from server.retrieval.vectors import VectorIndex
@@ -93,8 +94,6 @@ class Catalogue:
 
 def top_popular(bias: np.ndarray, count: int) -> np.ndarray:
     """The rows of the `count` highest biases, best first; ties in row order."""
-    from server.ranking.stages.top_k import top_k
-
     return top_k(bias, count)
 
 
