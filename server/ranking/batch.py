@@ -70,7 +70,7 @@ class Batch(dict[str, np.ndarray]):
     len(batch) is the number of rows (candidates), not of columns.
     """
 
-    __slots__ = ("_counted", "_layers", "catalogue", "ids", "query", "removed", "user")
+    __slots__ = ("_counted", "_layers", "catalogue", "ids", "matched", "query", "removed", "user")
 
     def __init__(self, query: RankQuery, user: UserRow) -> None:
         super().__init__()
@@ -80,6 +80,9 @@ class Batch(dict[str, np.ndarray]):
         # The catalogue index this request reads (server/retrieval), pinned by its
         # first stage so a rebuild mid-request cannot mix two; None when none is built.
         self.catalogue: CatalogueView | None = None
+        # The query's BM25 scores and relevance over the whole catalogue, row-aligned
+        # with it (not with the candidates): computed once, by the first stage to need it.
+        self.matched: tuple[np.ndarray, np.ndarray] | None = None
         # (item id, rule) of each candidate a filter removed, for explain.
         self.removed: list[tuple[str, str]] = []
         # Per take, oldest first: the columns as they were before it, and its rows.

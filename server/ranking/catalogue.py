@@ -24,10 +24,6 @@ class VectorSearch(Protocol):
 class LexicalSearch(Protocol):
     def matched(self, query_terms: Sequence[str]) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def top(
-        self, query_terms: Sequence[str], k: int, exclude: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray]: ...
-
 
 class CatalogueView(Protocol):
     """Row r of every array is item ids[r]."""

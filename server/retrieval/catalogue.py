@@ -52,7 +52,6 @@ class Catalogue:
     ) -> None:
         self.ids = ids
         self.row_of = {item: row for row, item in enumerate(ids)}
-        self.bias = bias
         norms = row_norms(vectors)
         # similarity x bias = (u . v / |u||v|) x ub x ib: an inner product of u with
         # v x ib / |v|, up to the user's own factor, which does not change the order.
@@ -65,11 +64,11 @@ class Catalogue:
             if embeddings is None or embeddings.shape[1] == 0
             else VectorIndex(embeddings, settings.exact_max_items, settings.threads, lifted=True)
         )
-        self.popular = top_popular(bias, settings.popular)
+        self.popular = top_k(bias, settings.popular)  # best first; ties in row order
         texts = [described.get(item, ("", ""))[0] for item in ids]
         self.lexical = LexicalIndex(texts)
         names = [described.get(item, ("", ""))[1] for item in ids]
-        self.category_names, codes = np.unique(np.asarray(names, dtype=object), return_inverse=True)
+        _, codes = np.unique(np.asarray(names, dtype=object), return_inverse=True)
         self.category = codes.astype(np.int64)
 
     def __len__(self) -> int:
@@ -90,11 +89,6 @@ class Catalogue:
         return np.fromiter(
             map(get, item_ids, itertools.repeat(-1)), dtype=np.int64, count=len(item_ids)
         )
-
-
-def top_popular(bias: np.ndarray, count: int) -> np.ndarray:
-    """The rows of the `count` highest biases, best first; ties in row order."""
-    return top_k(bias, count)
 
 
 def from_table(table: ItemTable, described: Described, settings: IndexSettings) -> Catalogue:
@@ -132,16 +126,14 @@ class CatalogueIndex:
         self._path = catalog_path
         self.settings = settings
         self.current: Catalogue | None = None
-        self.built_seconds = 0.0
 
     def rebuild(self, table: ItemTable) -> None:
         started = time.perf_counter()
         described = read_described(self._path) if self._path is not None else {}
         self.current = from_table(table, described, self.settings)
-        self.built_seconds = time.perf_counter() - started
         log.info(
             "catalogue index built: %d items in %.1f s (%s vector search)",
             len(self.current),
-            self.built_seconds,
+            time.perf_counter() - started,
             "exact" if self.current.interest.exact else "HNSW",
         )

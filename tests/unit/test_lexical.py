@@ -10,6 +10,7 @@ import pytest
 from server.config import Settings
 from server.errors import InvalidRequest
 from server.proto.shoprank.v1 import ranking_pb2 as pb
+from server.ranking.stages.query_match import best_matches
 from server.retrieval.lexical import LexicalIndex
 from server.retrieval.text import category_of, item_text, terms
 from server.transport.requests import to_query
@@ -38,12 +39,14 @@ def test_bm25_scores_are_lucenes_formula() -> None:
 
 def test_top_returns_only_matches_best_first_and_leaves_out_excluded_rows() -> None:
     index = LexicalIndex(TEXTS)
-    rows, scores = index.top(["star"], 10)
+    _, relevance = index.matched(["star"])  # one term: relevance is the BM25 itself
+    rows = best_matches(relevance, 10)
+    scores = relevance[rows]
     assert rows.tolist() == [1, 0, 2]  # the empty text never matches
     assert scores.tolist() == pytest.approx([lucene(2, 3, 3), lucene(1, 3, 2), lucene(1, 3, 3)])
-    rows, _ = index.top(["star"], 10, exclude=np.array([1]))
+    rows = best_matches(relevance, 10, exclude=np.array([1]))
     assert rows.tolist() == [0, 2]
-    assert index.top(["nothing"], 10)[0].tolist() == []
+    assert best_matches(index.matched(["nothing"])[1], 10).tolist() == []
 
 
 def test_a_catalogue_without_a_single_term_matches_nothing() -> None:

@@ -52,6 +52,13 @@ def capped_order(category: np.ndarray, cap: int, window: int) -> tuple[np.ndarra
     return order, np.array(deferred, dtype=np.int64)
 
 
+def mark_reordered(batch: Batch, order: np.ndarray, rule: int) -> None:
+    """Reorder the batch, marking every row whose rank the order changed."""
+    moved = np.flatnonzero(order != np.arange(order.size))
+    if moved.size:
+        mark(batch, order, order[moved], rule)
+
+
 def mark(batch: Batch, order: np.ndarray, moved: np.ndarray, rule: int) -> None:
     """Reorder the batch; the moved rows (positions before it) get the rule and
     their rank before it, unless an earlier rule already marked them."""

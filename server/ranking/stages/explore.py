@@ -7,7 +7,7 @@ import zlib
 import numpy as np
 
 from server.ranking.batch import EXPLORATION, Batch
-from server.ranking.stages.diversity import mark
+from server.ranking.stages.diversity import mark_reordered
 
 
 class Explore:
@@ -28,9 +28,7 @@ class Explore:
             return
         seed = query.rules.seed or request_seed(query.user_id, query.terms)
         order = softmax_order(batch["score"], temperature, np.random.default_rng(seed))
-        moved = np.flatnonzero(order != np.arange(order.size))
-        if moved.size:
-            mark(batch, order, order[moved], EXPLORATION)
+        mark_reordered(batch, order, EXPLORATION)
 
 
 def request_seed(user_id: str, terms: tuple[str, ...]) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from server.ranking.batch import MMR, Batch
-from server.ranking.stages.diversity import mark
+from server.ranking.stages.diversity import mark_reordered
 
 
 class Mmr:
@@ -29,9 +29,7 @@ class Mmr:
         ).astype(np.float32)
         window = rules.diversity_window or batch.query.top_k or len(batch)
         order = mmr_order(batch["score"], vectors, lam, window)
-        moved = np.flatnonzero(order != np.arange(order.size))
-        if moved.size:
-            mark(batch, order, order[moved], MMR)
+        mark_reordered(batch, order, MMR)
 
 
 def mmr_order(score: np.ndarray, vectors: np.ndarray, lam: float, window: int) -> np.ndarray:

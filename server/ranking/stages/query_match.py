@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from server.ranking.batch import Batch
+from server.ranking.catalogue import CatalogueView
+from server.ranking.stages.top_k import top_k
 
 
 class QueryMatch:
@@ -27,7 +29,7 @@ class QueryMatch:
         rows = batch["catalogue_row"]
         held = rows >= 0
         at = np.maximum(rows, 0)
-        scores, relevance = catalogue.lexical.matched(terms)
+        scores, relevance = lexical_match(batch, catalogue)
         zero = np.float32(0.0)
         batch["bm25"] = np.where(held, scores[at], zero)
         relevance = np.where(held, relevance[at], zero)
@@ -35,3 +37,22 @@ class QueryMatch:
         batch["query_relevance"] = (
             relevance / np.float32(best) if best > 0 else np.zeros(n, dtype=np.float32)
         )
+
+
+def lexical_match(batch: Batch, catalogue: CatalogueView) -> tuple[np.ndarray, np.ndarray]:
+    """The query's BM25 scores and relevance over the catalogue, once per request:
+    retrieval by the query and the candidates' relevance read the same arrays."""
+    if batch.matched is None:
+        batch.matched = catalogue.lexical.matched(batch.query.terms)
+    return batch.matched
+
+
+def best_matches(relevance: np.ndarray, k: int, exclude: np.ndarray | None = None) -> np.ndarray:
+    """The rows of the k most relevant matches (relevance > 0), not in `exclude`, best first."""
+    if exclude is not None and exclude.size:
+        relevance = relevance.copy()
+        relevance[exclude] = 0.0
+    k = min(k, int(np.count_nonzero(relevance > 0)))
+    if k <= 0:  # top_k reads 0 as "all"
+        return np.empty(0, np.int64)
+    return top_k(relevance, k)

@@ -6,6 +6,7 @@ import numpy as np
 
 from server.ranking.batch import EMBEDDING, GIVEN, INTEREST, LEXICAL, POPULAR, Batch
 from server.ranking.catalogue import CatalogueSource, CatalogueUnavailable, CatalogueView
+from server.ranking.stages.query_match import best_matches, lexical_match
 
 
 class Retrieve:
@@ -50,7 +51,7 @@ def retrieve(catalogue: CatalogueView, batch: Batch) -> tuple[np.ndarray, np.nda
     size = query.retrieval_size
     exclude = _interacted_rows(catalogue, batch) if query.exclude_interacted else None
     if query.terms:
-        rows, _ = catalogue.lexical.top(query.terms, size, exclude)
+        rows = best_matches(lexical_match(batch, catalogue)[1], size, exclude)
         return rows, np.full(rows.size, LEXICAL, dtype=np.int8)
     if not user.known:
         rows = catalogue.popular
