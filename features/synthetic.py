@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 
+from features import taxonomy
 from features.prepare import Manifest, split_by_time, write_dataset
 from features.schema import CATALOG_SCHEMA, EVENTS_SCHEMA, USERS_SCHEMA, join_attributes
 from features.workspace import Workspace
@@ -79,17 +80,25 @@ def make_catalog(spec: SyntheticSpec) -> Catalog:
     popularity = 1.0 / ranks.astype(np.float64)
     popularity /= popularity.sum()
     item_ids = [f"item_{i:06d}" for i in range(n)]
-    attributes = []
+    attributes, titles = [], []
+    # Titles draw from their own stream, so the catalogue's other draws (and so every
+    # event) are what they were before titles had words.
+    wording = np.random.default_rng([spec.seed, 5])
     for i in range(n):
         tags = rng.choice(spec.tags, size=int(rng.integers(1, 4)), replace=False)
-        tokens = [f"category=c{category[i]:02d}", f"brand=b{brand[i]:03d}"]
-        tokens += [f"tag=t{t:02d}" for t in sorted(tags)]
+        kind = taxonomy.category(int(category[i]))
+        tokens = [f"category={taxonomy.token(kind.name)}"]
+        tokens.append(f"brand={taxonomy.token(taxonomy.brand(int(brand[i])))}")
+        tokens += [f"tag={taxonomy.token(taxonomy.tag(int(t)))}" for t in sorted(tags)]
         tokens.append(f"price_band={price_band[i]}")
         attributes.append(join_attributes(tokens))
+        noun = kind.nouns[int(wording.integers(0, len(kind.nouns)))]
+        adjective = taxonomy.tag(int(tags[0]))
+        titles.append(f"{taxonomy.brand(int(brand[i]))} {adjective} {noun}".title())
     table = pa.Table.from_pydict(
         {
             "item_id": item_ids,
-            "title": [f"Item {i}" for i in range(n)],
+            "title": titles,
             "price": price.tolist(),
             "attributes": attributes,
         },
@@ -159,6 +168,7 @@ def _chunk_events(
     horizon_s = spec.days * 86400.0
     for u in users:
         rng = np.random.default_rng([spec.seed, 3, u])
+        wording = np.random.default_rng([spec.seed, 4, u])  # queries: their own stream
         taste = rng.dirichlet(np.full(spec.categories, 0.3))
         favourite_brands = rng.choice(spec.brands, size=3, replace=False)
         preferred_band = int(rng.integers(0, PRICE_BANDS))
@@ -178,6 +188,7 @@ def _chunk_events(
                 catalog,
                 sampler,
                 columns,
+                wording,
             )
     columns["ts"] = [START + timedelta(seconds=float(str(x))) for x in columns["ts"]]
     return pa.Table.from_pydict(columns, schema=EVENTS_SCHEMA)
@@ -194,6 +205,7 @@ def _session(
     catalog: Catalog,
     sampler: _Sampler,
     out: dict[str, list[object]],
+    wording: np.random.Generator,
 ) -> None:
     t = t0
 
@@ -211,7 +223,7 @@ def _session(
         if item < 0:
             return
         if v == 0:
-            emit(item, "search", f"c{category:02d} b{catalog.brand[item]:03d}")
+            emit(item, "search", search_query(wording, category, int(catalog.brand[item])))
             t += float(rng.exponential(20.0))
         emit(item, "view")
         t += float(rng.exponential(60.0))
@@ -224,6 +236,16 @@ def _session(
             if rng.random() < 0.6:
                 emit(item, "purchase")
                 t += float(rng.exponential(30.0))
+
+
+def search_query(rng: np.random.Generator, category: int, brand: int) -> str:
+    """What a shopper types for a category: its name or, as often, a synonym that
+    shares no word with it ("sneakers" for running shoes); a fifth add the brand."""
+    kind = taxonomy.category(category)
+    words = kind.name if rng.random() < 0.5 else str(rng.choice(list(kind.synonyms)))
+    if rng.random() < 0.2:
+        words = f"{taxonomy.brand(brand)} {words}"
+    return words.lower()
 
 
 def prepare(workspace: Workspace, spec: SyntheticSpec) -> Manifest:
