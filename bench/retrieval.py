@@ -52,7 +52,7 @@ def users_of(workspace: Workspace, n: int, seed: int) -> list[str]:
 
 def query_words(workspace: Workspace, n: int, seed: int) -> list[str]:
     """Queries of two words of random items' text: a category and a brand or tag."""
-    from server.retrieval.text import item_text
+    from features.text import item_text
 
     table = pq.read_table(workspace.catalog_path, columns=["title", "attributes"])
     rng = np.random.default_rng(seed)

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from server.retrieval.text import terms
+from features.text import terms
 
 K1 = 1.2
 B = 0.75

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 
 from google.protobuf.message import DecodeError
 
+from features.text import terms
 from server.config import Settings
 from server.errors import InvalidRequest
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.batch import RankQuery, Rules
-from server.retrieval.text import terms
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ def to_query(request: pb.RankRequest, settings: Settings) -> RankQuery:
         top_k=request.top_k,
         explain=request.explain,
         terms=_terms(request.query, settings),
+        text=request.query,
         retrieval_size=_retrieval_size(request, settings) if not ids else 0,
         exclude_interacted=exclude,
         blocked=frozenset(blocked),
