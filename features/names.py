@@ -21,6 +21,8 @@ USER_RECENT_VIEW: Final = "user_recent_items"
 EMBEDDING_VIEWS: Final = (USER_EMBEDDING_VIEW, ITEM_EMBEDDING_VIEW)
 # What each user bought (or rated): the buy-exclusion rule's, not a ranker input.
 USER_HISTORY_VIEW: Final = "user_history"
+# Each item's text embedded by the language model (features.item_text): semantic search's.
+ITEM_TEXT_VIEW: Final = "item_text"
 
 # Each view's features, in the order its schema lists them.
 USER_FEATURES: Final = ("user_vector", "user_bias", "user_activity")
@@ -29,6 +31,7 @@ USER_EMBEDDING: Final = "user_embedding"
 RECENT_ITEMS: Final = "recent_items"
 INTERACTED_ITEMS: Final = "interacted_items"
 ITEM_EMBEDDING: Final = "item_embedding"
+TEXT_VECTOR: Final = "text_vector"
 
 # The FeatureService a model records and is checked against at start-up.
 RANKER_SERVICE: Final = "ranker_v1"  # user and item features

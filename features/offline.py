@@ -39,6 +39,7 @@ from features.engineering import (
     user_features,
 )
 from features.history import history_table
+from features.item_text import item_text_table
 from features.prepare import Manifest
 from features.schema import CONVERSION_EVENTS, EVENT_WEIGHTS
 from features.validation import Rejections, valid_catalog, valid_events
@@ -88,7 +89,12 @@ class Catalog:
 class BackfillReport:
     snapshots: list[datetime]
     rows: dict[str, int] = field(
-        default_factory=lambda: {"user_features": 0, "item_features": 0, "user_history": 0}
+        default_factory=lambda: {
+            "user_features": 0,
+            "item_features": 0,
+            "user_history": 0,
+            "item_text": 0,
+        }
     )
     events: int = 0
     rejections: Rejections = field(default_factory=Rejections)
@@ -290,7 +296,16 @@ def _run(
     history = history_table(workspace.event_files(), catalog.item_ids, times[-1])
     write_snapshot(history, snapshot_file(workspace.user_history_path, times[-1]))
     report.rows["user_history"] += history.num_rows
+    write_item_text(workspace, times[-1], report)
     workspace.vocabulary_path.write_text(json.dumps(list(catalog.vocabulary.tokens)))
+
+
+def write_item_text(workspace: Workspace, t: datetime, report: BackfillReport) -> None:
+    """The item text table at t (features.item_text), where a text encoder is exported."""
+    table = item_text_table(workspace.catalog_path, workspace.text_encoder_dir, t)
+    if table is not None:
+        write_snapshot(table, snapshot_file(workspace.item_text_path, t))
+        report.rows["item_text"] += table.num_rows
 
 
 def build_offline_tables(

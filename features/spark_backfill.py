@@ -46,6 +46,7 @@ from features.offline import (
     item_table_schema,
     snapshot_file,
     user_table_schema,
+    write_item_text,
     write_snapshot,
 )
 from features.schema import ATTRIBUTE_SEPARATOR, CONVERSION_EVENTS, EVENT_WEIGHTS
@@ -132,6 +133,7 @@ def backfill_spark(
         history = history_table(workspace.event_files(), catalog_ids, times[-1])
         write_snapshot(history, snapshot_file(workspace.user_history_path, times[-1]))
         report.rows["user_history"] += history.num_rows
+        write_item_text(workspace, times[-1], report)
         workspace.vocabulary_path.write_text(json.dumps(tokens))
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -186,6 +186,7 @@ def materialize(
         names.USER_EMBEDDING_VIEW: (workspace.user_embeddings_path, names.USER_KEY),
         names.ITEM_EMBEDDING_VIEW: (workspace.item_embeddings_path, names.ITEM_KEY),
         names.USER_HISTORY_VIEW: (workspace.user_history_path, names.USER_KEY),
+        names.ITEM_TEXT_VIEW: (workspace.item_text_path, names.ITEM_KEY),
     }
     # Views whose tables have no file yet (embeddings before training) are skipped.
     tables = {

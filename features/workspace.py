@@ -156,6 +156,16 @@ class Workspace:
         return self.offline_dir / names.USER_HISTORY_VIEW
 
     @property
+    def item_text_path(self) -> Path:
+        return self.offline_dir / names.ITEM_TEXT_VIEW
+
+    @property
+    def text_encoder_dir(self) -> Path:
+        """The language model exported to ONNX (`shoprank features text-encoder`): the
+        backfill embeds item text with it and the server encodes queries with it."""
+        return self.home / "text_encoder"
+
+    @property
     def item_embeddings_path(self) -> Path:
         return self.offline_dir / names.ITEM_EMBEDDING_VIEW
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -16,6 +17,16 @@ from tests.support import ServerThread, build_workspace
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     return build_workspace(tmp_path_factory.mktemp("workspace"))
+
+
+@pytest.fixture(scope="session")
+def text_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """all-MiniLM-L6-v2 exported to ONNX once per session (about 8 s, with torch)."""
+    from training.text_encoder import export_text_encoder
+
+    directory = tmp_path_factory.mktemp("text_encoder")
+    export_text_encoder(directory)
+    return directory
 
 
 @pytest.fixture(scope="session")

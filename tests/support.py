@@ -23,10 +23,15 @@ if TYPE_CHECKING:  # torch: imported by the tests that train, not by every test
 SMALL = SyntheticSpec(users=300, items=200, days=14, seed=11)
 
 
-def build_workspace(home: Path, spec: SyntheticSpec = SMALL, train: bool = True) -> Workspace:
-    """data -> apply -> backfill -> materialize (-> train), all real."""
+def build_workspace(
+    home: Path, spec: SyntheticSpec = SMALL, train: bool = True, encoder: Path | None = None
+) -> Workspace:
+    """data -> apply -> backfill -> materialize (-> train), all real. encoder: an
+    exported text encoder, linked into the workspace so its item text is embedded."""
     workspace = Workspace(home)
     prepare(workspace, spec)
+    if encoder is not None:
+        workspace.text_encoder_dir.symlink_to(encoder, target_is_directory=True)
     store.apply(workspace)
     backfill(workspace)
     store.materialize(workspace)

@@ -127,6 +127,23 @@ user_history = FeatureView(
     source=user_history_source,
 )
 
+item_text_source = FileSource(
+    name="item_text_source",
+    path="offline/item_text/*.parquet",
+    file_format=ParquetFormat(),
+    timestamp_field="event_timestamp",
+)
+
+# Each item's title and text attributes embedded by all-MiniLM-L6-v2 (unit length,
+# 384 floats): the server's semantic search reads it (features.item_text writes it).
+item_text = FeatureView(
+    name=n.ITEM_TEXT_VIEW,
+    entities=[item],
+    ttl=NO_EXPIRY,
+    schema=[Field(name=n.TEXT_VECTOR, dtype=Array(Float32))],
+    source=item_text_source,
+)
+
 # What ranker v1 consumes; a model records this name and is checked against it.
 ranker_v1 = FeatureService(name=n.RANKER_SERVICE, features=[user_features, item_features])
 

@@ -61,7 +61,9 @@ def _synthetic_options(parser: argparse.ArgumentParser) -> None:
 
 def _feature_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     features = sub.add_parser("features", help="the Feast repo's life cycle")
-    features.add_argument("action", choices=("apply", "backfill", "materialize", "stream"))
+    features.add_argument(
+        "action", choices=("apply", "backfill", "materialize", "stream", "text-encoder")
+    )
     features.add_argument("--start", help="ISO date/time (backfill, materialize)")
     features.add_argument("--end", help="ISO date/time (backfill, materialize)")
     features.add_argument(

@@ -66,6 +66,8 @@ def cmd_features(settings: Settings, args: argparse.Namespace) -> None:
         run_backfill(workspace, args)
     elif args.action == "stream":
         run_stream(settings, args)
+    elif args.action == "text-encoder":
+        export_encoder(workspace)
     else:
         start = parse_time(args.start) if args.start else None
         end = parse_time(args.end) if args.end else None
@@ -82,6 +84,18 @@ def cmd_features(settings: Settings, args: argparse.Namespace) -> None:
         for view, rows in counts.items():
             say(f"materialized {view}: {rows} entities")
         say(f"materialize took {time.perf_counter() - started:.1f}s")
+
+
+def export_encoder(workspace: Workspace) -> None:
+    """The language model to ONNX, for item text and queries (needs the train extra)."""
+    try:
+        from training.text_encoder import export_text_encoder
+    except ImportError as error:
+        raise ValueError(
+            f"the text encoder export needs the train extra ({error}); pip install -e '.[train]'"
+        ) from None
+    seconds = export_text_encoder(workspace.text_encoder_dir)
+    say(f"text encoder exported to {workspace.text_encoder_dir} in {seconds:.1f}s")
 
 
 def run_stream(settings: Settings, args: argparse.Namespace) -> None:
@@ -229,11 +243,14 @@ def timed(name: str, step: Callable[[], Any], timings: dict[str, float]) -> None
 def cmd_pipeline(settings: Settings, args: argparse.Namespace) -> None:
     from features import store
     from features.offline import backfill
+    from features.text_encoder import exported
     from training.train import config_for, train
 
     workspace = settings.workspace
     timings: dict[str, float] = {}
     timed("data", lambda: prepare_data(args.dataset, workspace, args), timings)
+    if not exported(workspace.text_encoder_dir):  # the same model whatever the data
+        timed("features text-encoder", lambda: export_encoder(workspace), timings)
     timed("features apply", lambda: store.apply(workspace), timings)
     timed("features backfill", lambda: say("\n".join(backfill(workspace).lines())), timings)
     timed("features materialize", lambda: say(str(store.materialize(workspace))), timings)

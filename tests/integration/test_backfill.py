@@ -78,7 +78,12 @@ def _table(directory: Path, t: datetime) -> list[tuple[object, ...]]:
 
 def test_backfill_writes_one_snapshot_per_time_with_exact_rows(dirty: Workspace) -> None:
     report = backfill(dirty, [DAY1, DAY2])
-    assert report.rows == {"user_features": 3, "item_features": 4, "user_history": 1}
+    assert report.rows == {
+        "user_features": 3,
+        "item_features": 4,
+        "user_history": 1,
+        "item_text": 0,
+    }
     assert [r[:2] for r in _table(dirty.user_features_path, DAY1)] == [("u0", DAY1)]
     assert [r[:2] for r in _table(dirty.user_features_path, DAY2)] == [("u0", DAY2), ("u1", DAY2)]
     # u0 alone at day 1; u1 arrives on day 2: its vector is item i1's.
