@@ -22,6 +22,7 @@ from grpc_reflection.v1alpha import reflection
 
 from features.event_log import open_event_log
 from features.rows import UserRow
+from features.text_encoder import TextEncoder, exported
 from features.workspace import Workspace
 from server.config import Settings
 from server.errors import FeatureStoreUnavailable, StartupError
@@ -31,9 +32,10 @@ from server.model_runtime import OnnxRanker, check_wiring
 from server.model_swap import ModelSwap, Serving
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.batch import RankQuery
-from server.ranking.build import build_pipeline
+from server.ranking.build import GIVEN_ONLY, Retrieval, build_pipeline
 from server.ranking.pipeline import Pipeline
 from server.retrieval.catalogue import CatalogueIndex, IndexSettings
+from server.retrieval.query_encoder import QueryEncoder
 from server.sources.cache_refresh import CachedFeatures, CacheRefresher
 from server.sources.feast_provider import FeastFeatures
 from server.sources.item_cache import ItemFeatureCache
@@ -63,7 +65,7 @@ class Loaded:
     refresher: CacheRefresher | None = None
     feature_service: str = ""  # the model's; "" for the heuristic
     catalogue: CatalogueIndex | None = None  # what retrieval and search read
-    blocked: frozenset[str] = frozenset()  # the configured block list
+    retrieval: Retrieval = GIVEN_ONLY  # the catalogue, block list and query encoder
 
 
 @dataclass
@@ -156,7 +158,7 @@ def load(settings: Settings) -> Loaded:
     feast = FeastFeatures(workspace, settings.user_read_timeout_seconds)
     feast.load()
     cache = ItemFeatureCache(feast.items, settings.item_cache_capacity)
-    index = CatalogueIndex(workspace.catalog_path, index_settings(settings))
+    index = CatalogueIndex(workspace.catalog_path, index_settings(settings), feast.text_vectors)
     refresher = CacheRefresher(
         feast, cache, settings.cache_refresh_seconds, catalogue_ids(workspace), index
     )
@@ -176,10 +178,27 @@ def load(settings: Settings) -> Loaded:
     embeddings = model is not None and model.info.embeddings
     users = UserFallback(feast.user, Policy.of(settings), UserRow.unknown(embeddings))
     features = CachedFeatures(feast, cache, users)
-    blocked = read_block_list(settings.block_list)
-    pipeline = build_pipeline(features, model, version or "", embeddings, index, blocked)
+    retrieval = Retrieval(
+        index, read_block_list(settings.block_list), query_encoder(settings), settings.lexical_share
+    )
+    pipeline = build_pipeline(features, model, version or "", embeddings, retrieval)
     service = model.info.feature_service if model is not None else ""
-    return Loaded(pipeline, features, refresher, service, index, blocked)
+    return Loaded(pipeline, features, refresher, service, index, retrieval)
+
+
+def query_encoder(settings: Settings) -> QueryEncoder | None:
+    """The language model for queries, where the workspace has it exported and the
+    settings weigh the semantic part; None: search by BM25 alone."""
+    directory = settings.workspace.text_encoder_dir
+    if settings.lexical_share >= 1.0:
+        return None
+    if not exported(directory):
+        log.warning("no text encoder at %s: search is by BM25 alone", directory)
+        return None
+    # One thread: a query is one short sequence, and the request's other work
+    # runs on the other cores (4 ms a miss here, measured by bench/search.py).
+    encoder = TextEncoder(directory, threads=1).load()
+    return QueryEncoder(encoder, settings.query_cache_size)
 
 
 # A call's objects die by reference count; at Python's default young-generation
@@ -280,6 +299,11 @@ async def create_server(
         metrics.cache_misses.read_from(lambda: cache.misses)
         metrics.cache_items.read_from(lambda: len(cache))
         metrics.cache_age.read_from(cache.age_seconds)
+    encoder = loaded.retrieval.encoder
+    if isinstance(encoder, QueryEncoder):
+        metrics.query_hits.read_from(lambda: encoder.hits)
+        metrics.query_misses.read_from(lambda: encoder.misses)
+    if isinstance(loaded.features, CachedFeatures):
         serving = Serving(loaded.pipeline.version, time.time(), loaded.feature_service)
         running.swap = swap = ModelSwap(
             settings,
@@ -287,8 +311,7 @@ async def create_server(
             serving,
             running.serve,
             metrics,
-            loaded.catalogue,
-            loaded.blocked,
+            loaded.retrieval,
         )
         running.swap_task = asyncio.create_task(swap.run())
     return running

@@ -66,6 +66,14 @@ class Metrics:
             "Cache refreshes that could not read the registry or the store; the previous "
             "table keeps serving.",
         )
+        self.query_hits = ReadCounter(
+            "shoprank_query_encoder_cache_hits",
+            "Query vectors the query cache answered (semantic search).",
+        )
+        self.query_misses = ReadCounter(
+            "shoprank_query_encoder_cache_misses",
+            "Queries the language model encoded: cache misses (semantic search).",
+        )
         self.user_age = Histograms(
             "shoprank_user_feature_age_seconds",
             "Age of the user features served: the request time minus the row's event time "
@@ -113,6 +121,8 @@ class Metrics:
             self.cache_items,
             self.cache_age,
             self.refresh_failures,
+            self.query_hits,
+            self.query_misses,
             self.user_age,
             self.user_reads,
             self.store_up,

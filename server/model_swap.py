@@ -23,9 +23,8 @@ from server.errors import RegistryUnavailable, StartupError
 from server.metrics import Metrics
 from server.model_runtime import OnnxRanker, check_wiring
 from server.ranking.batch import RankQuery
-from server.ranking.build import build_pipeline
+from server.ranking.build import GIVEN_ONLY, Retrieval, build_pipeline
 from server.ranking.pipeline import Pipeline
-from server.retrieval.catalogue import CatalogueIndex
 from server.sources.cache_refresh import CachedFeatures
 from training import registry
 
@@ -50,11 +49,9 @@ class ModelSwap:
         serving: Serving,
         serve: Callable[[Pipeline], None],
         metrics: Metrics,
-        catalogue: CatalogueIndex | None = None,
-        blocked: frozenset[str] = frozenset(),
+        retrieval: Retrieval = GIVEN_ONLY,
     ) -> None:
-        self._catalogue = catalogue  # the serving pipeline's, kept across swaps
-        self._blocked = blocked
+        self._retrieval = retrieval  # the serving pipeline's, kept across swaps
         self._workspace: Workspace = settings.workspace
         self._threads = settings.model_threads
         self._interval = settings.model_poll_seconds
@@ -122,6 +119,6 @@ class ModelSwap:
                 "with; roll it out with a restart"
             )
         pipeline = build_pipeline(
-            self._features, model, version, model.info.embeddings, self._catalogue, self._blocked
+            self._features, model, version, model.info.embeddings, self._retrieval
         )
         return pipeline, model.info.feature_service

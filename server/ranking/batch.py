@@ -21,8 +21,8 @@ FRESH, STALE, DEGRADED = "fresh", "stale", "degraded"
 
 
 # Where a candidate came from: the code in the `retrieval_source` column indexes this.
-SOURCES = ("given", "embedding", "interest", "popular", "lexical")
-GIVEN, EMBEDDING, INTEREST, POPULAR, LEXICAL = range(len(SOURCES))
+SOURCES = ("given", "embedding", "interest", "popular", "lexical", "semantic")
+GIVEN, EMBEDDING, INTEREST, POPULAR, LEXICAL, SEMANTIC = range(len(SOURCES))
 
 # The rule that moved a row: the code in the `rule` column indexes this ("" = none).
 RULES = ("", "diversity", "mmr", "exploration")
@@ -52,6 +52,7 @@ class RankQuery:
     top_k: int  # 0 = all
     explain: bool
     terms: tuple[str, ...] = ()  # the query's search terms; () = no query
+    text: str = ""  # the query as typed, for the language model; read only with terms
     retrieval_size: int = 0  # candidates to retrieve when none are given
     exclude_interacted: bool = False
     blocked: frozenset[str] = frozenset()
@@ -70,7 +71,17 @@ class Batch(dict[str, np.ndarray]):
     len(batch) is the number of rows (candidates), not of columns.
     """
 
-    __slots__ = ("_counted", "_layers", "catalogue", "ids", "matched", "query", "removed", "user")
+    __slots__ = (
+        "_counted",
+        "_layers",
+        "catalogue",
+        "ids",
+        "matched",
+        "query",
+        "query_vector",
+        "removed",
+        "user",
+    )
 
     def __init__(self, query: RankQuery, user: UserRow) -> None:
         super().__init__()
@@ -83,6 +94,9 @@ class Batch(dict[str, np.ndarray]):
         # The query's BM25 scores and relevance over the whole catalogue, row-aligned
         # with it (not with the candidates): computed once, by the first stage to need it.
         self.matched: tuple[np.ndarray, np.ndarray] | None = None
+        # The query's text vector (unit length) from the language model; None without a
+        # query, or where semantic search is off.
+        self.query_vector: np.ndarray | None = None
         # (item id, rule) of each candidate a filter removed, for explain.
         self.removed: list[tuple[str, str]] = []
         # Per take, oldest first: the columns as they were before it, and its rows.
@@ -141,6 +155,7 @@ class Parts:
     unknown_item: np.ndarray  # bool
     source: np.ndarray  # int8 codes into SOURCES
     bm25: np.ndarray
+    semantic: np.ndarray  # cosine of the query's and the item's text vectors
     query_relevance: np.ndarray
     rule: np.ndarray  # int8 codes into RULES
     rule_from: np.ndarray  # int32: the 1-based rank before the rule moved it; 0 = unmoved

@@ -46,11 +46,22 @@ class CatalogueView(Protocol):
     @property
     def lexical(self) -> LexicalSearch: ...
 
+    @property
+    def text(self) -> VectorSearch | None: ...  # item text vectors; None when not published
+
+    def cosines(self, rows: np.ndarray, vector: np.ndarray) -> np.ndarray: ...  # 0: no text
+
     def rows(self, item_ids: Sequence[str]) -> np.ndarray: ...  # -1 where not held
 
     def unit_rows(self, rows: np.ndarray) -> np.ndarray: ...  # attribute vectors, unit length
 
     def __len__(self) -> int: ...
+
+
+class TextEncoding(Protocol):
+    """A query's text vector from the language model, unit length."""
+
+    def encode(self, text: str) -> np.ndarray: ...
 
 
 class CatalogueSource(Protocol):

@@ -29,6 +29,7 @@ def explain(batch: Batch, now: float) -> Parts:
         unknown_item=~known,
         source=batch["retrieval_source"],
         bm25=batch["bm25"],
+        semantic=batch["semantic"],
         query_relevance=batch["query_relevance"],
         rule=batch["rule"],
         rule_from=batch["rule_from"],

@@ -211,6 +211,17 @@ class FeastFeatures:
         embeddings, _ = vectors_from_lists(values, dim)
         return replace(rows, embeddings=embeddings)
 
+    def text_vectors(self, item_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """(float32 [n, dim] item text vectors, bool [n] found): one batched read of the
+        item text view; none found where the view is not registered (no encoder)."""
+        if names.ITEM_TEXT_VIEW not in self._views:
+            return np.zeros((len(item_ids), 0), dtype=np.float32), np.zeros(len(item_ids), bool)
+        refs = (f"{names.ITEM_TEXT_VIEW}:{names.TEXT_VECTOR}",)
+        read = self._online_read(names.ITEM_TEXT_VIEW, names.ITEM_KEY, item_ids, refs)
+        values = [None if v is None else float_list(v[names.TEXT_VECTOR]) for _, v in read]
+        dim = next((len(v) for v in values if v is not None), 0)
+        return vectors_from_lists(values, dim)
+
     def _read(self, refs: Sequence[str], rows: list[dict[str, str]]) -> dict[str, list[Any]]:
         try:
             response = self.store.get_online_features(features=list(refs), entity_rows=rows)

@@ -42,6 +42,7 @@ def _parts(ranking: Ranking, parts: Parts, i: int) -> pb.ScoreParts:
         embedding_score=float(parts.embedding_score[i]),
         retrieval_source=SOURCES[parts.source[i]],
         bm25=float(parts.bm25[i]),
+        semantic_similarity=float(parts.semantic[i]),
         query_relevance=float(parts.query_relevance[i]),
         rule=_rule(parts, i),
     )

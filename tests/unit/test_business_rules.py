@@ -13,7 +13,7 @@ from server.config import Settings
 from server.errors import InvalidRequest
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.batch import DIVERSITY, EXPLORATION, MMR, NO_RULE, Ranking, RankQuery, Rules
-from server.ranking.build import build_pipeline
+from server.ranking.build import Retrieval, build_pipeline
 from server.ranking.stages.diversity import capped_order
 from server.ranking.stages.explore import request_seed, softmax_order
 from server.ranking.stages.mmr import mmr_order
@@ -50,7 +50,7 @@ def held() -> Held:
 
 
 def rank(query: RankQuery, blocked: frozenset[str] = frozenset(), who=ME) -> Ranking:  # type: ignore[no-untyped-def]
-    pipeline = build_pipeline(FakeItems(ITEMS), None, catalogue=held(), blocked=blocked)
+    pipeline = build_pipeline(FakeItems(ITEMS), None, retrieval=Retrieval(held(), blocked))
     return pipeline.run(query, who)
 
 

@@ -58,7 +58,7 @@ def test_the_request_gives_the_item_ids() -> None:
 
 
 def test_the_built_pipelines_read_as_the_list_of_their_stages() -> None:
-    head = ["retrieve", "query_match", "filters", "gather_items"]
+    head = ["encode_query", "retrieve", "query_match", "filters", "gather_items"]
     common = [*head, "similarity", "bias", "embedding_scores"]
     tail = ["cold_start", "query_blend", "unknown_last", "top_k"]
     tail += ["diversity", "mmr", "explore", "cut"]

@@ -13,7 +13,7 @@ from server.config import Settings
 from server.errors import InvalidRequest
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.batch import EMBEDDING, INTEREST, Ranking, RankQuery
-from server.ranking.build import build_pipeline
+from server.ranking.build import Retrieval, build_pipeline
 from server.ranking.catalogue import CatalogueUnavailable
 from server.ranking.stages.retrieve import blend
 from server.retrieval.catalogue import Catalogue, IndexSettings
@@ -50,7 +50,7 @@ def catalogue(embeddings: np.ndarray | None = None, exact_max: int = 100) -> Cat
 
 def rank(query: RankQuery, who: UserRow = ME, held: Catalogue | None = None) -> Ranking:
     source = Held(held if held is not None else catalogue())
-    return build_pipeline(FakeItems(ITEMS), None, catalogue=source).run(query, who)
+    return build_pipeline(FakeItems(ITEMS), None, retrieval=Retrieval(source)).run(query, who)
 
 
 def retrieval(size: int = 3, **fields: object) -> RankQuery:
@@ -142,7 +142,7 @@ def test_a_query_scales_given_candidates_and_can_drop_the_non_matching() -> None
 
 
 def test_retrieval_without_a_built_index_is_a_clear_error() -> None:
-    pipeline = build_pipeline(FakeItems(ITEMS), None, catalogue=Held(None))
+    pipeline = build_pipeline(FakeItems(ITEMS), None, retrieval=Retrieval(Held(None)))
     with pytest.raises(CatalogueUnavailable, match="catalogue index is not built"):
         pipeline.run(retrieval(3), ME)
     # given candidates need no index

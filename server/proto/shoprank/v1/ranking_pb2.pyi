@@ -139,7 +139,7 @@ class RankedItem(_message.Message):
     def __init__(self, item_id: _Optional[str] = ..., rank: _Optional[int] = ..., score: _Optional[float] = ..., parts: _Optional[_Union[ScoreParts, _Mapping]] = ...) -> None: ...
 
 class ScoreParts(_message.Message):
-    __slots__ = ("similarity", "bias", "model_score", "heuristic_score", "user_feature_age_seconds", "item_feature_age_seconds", "flags", "embedding_score", "retrieval_source", "bm25", "query_relevance", "rule")
+    __slots__ = ("similarity", "bias", "model_score", "heuristic_score", "user_feature_age_seconds", "item_feature_age_seconds", "flags", "embedding_score", "retrieval_source", "bm25", "query_relevance", "rule", "semantic_similarity")
     class Flag(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         FLAG_UNSPECIFIED: _ClassVar[ScoreParts.Flag]
@@ -166,6 +166,7 @@ class ScoreParts(_message.Message):
     BM25_FIELD_NUMBER: _ClassVar[int]
     QUERY_RELEVANCE_FIELD_NUMBER: _ClassVar[int]
     RULE_FIELD_NUMBER: _ClassVar[int]
+    SEMANTIC_SIMILARITY_FIELD_NUMBER: _ClassVar[int]
     similarity: float
     bias: float
     model_score: float
@@ -178,4 +179,5 @@ class ScoreParts(_message.Message):
     bm25: float
     query_relevance: float
     rule: str
-    def __init__(self, similarity: _Optional[float] = ..., bias: _Optional[float] = ..., model_score: _Optional[float] = ..., heuristic_score: _Optional[float] = ..., user_feature_age_seconds: _Optional[float] = ..., item_feature_age_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ..., embedding_score: _Optional[float] = ..., retrieval_source: _Optional[str] = ..., bm25: _Optional[float] = ..., query_relevance: _Optional[float] = ..., rule: _Optional[str] = ...) -> None: ...
+    semantic_similarity: float
+    def __init__(self, similarity: _Optional[float] = ..., bias: _Optional[float] = ..., model_score: _Optional[float] = ..., heuristic_score: _Optional[float] = ..., user_feature_age_seconds: _Optional[float] = ..., item_feature_age_seconds: _Optional[float] = ..., flags: _Optional[_Iterable[_Union[ScoreParts.Flag, str]]] = ..., embedding_score: _Optional[float] = ..., retrieval_source: _Optional[str] = ..., bm25: _Optional[float] = ..., query_relevance: _Optional[float] = ..., rule: _Optional[str] = ..., semantic_similarity: _Optional[float] = ...) -> None: ...
