@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from features.lexical import LexicalIndex
 from features.scoring import row_norms
 from features.text import category_of, item_text
 from server.ranking.stages.top_k import top_k
-from server.retrieval.lexical import LexicalIndex
 from server.retrieval.vectors import VectorIndex
 from server.sources.item_cache import ItemTable
 

@@ -7,12 +7,12 @@ import math
 import numpy as np
 import pytest
 
+from features.lexical import LexicalIndex
 from features.text import category_of, item_text, terms
 from server.config import Settings
 from server.errors import InvalidRequest
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.stages.query_match import best_matches
-from server.retrieval.lexical import LexicalIndex
 from server.transport.requests import to_query
 
 TEXTS = ["Star Wars", "star trek, STAR", "Lone Star State", ""]

@@ -8,9 +8,9 @@ from dataclasses import replace
 
 import numpy as np
 
+from features.relevance import SEMANTIC_FLOOR, hybrid_relevance
 from server.ranking.batch import LEXICAL, SEMANTIC, SOURCES, Ranking, RankQuery
 from server.ranking.build import Retrieval, build_pipeline
-from server.ranking.stages.query_match import SEMANTIC_FLOOR, hybrid_relevance
 from server.retrieval.catalogue import Catalogue, IndexSettings
 from server.retrieval.query_encoder import QueryEncoder
 from tests.fakes import FakeItems, user

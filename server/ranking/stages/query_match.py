@@ -4,22 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 
+from features.relevance import query_parts
 from server.ranking.batch import Batch
 from server.ranking.catalogue import CatalogueView
 from server.ranking.stages.top_k import top_k
 
-# The cosine of two all-MiniLM-L6-v2 texts at or below which they count as unrelated.
-# On the synthetic catalogue (bench/search.py), a category's name or synonym against
-# items outside it: median 0.13, 90th percentile 0.25; against items in it: 10th
-# percentile 0.20, median 0.44. So most unrelated pairs score 0, most related ones more.
-SEMANTIC_FLOOR = np.float32(0.2)
-
 
 class QueryMatch:
     """Gives `bm25`; `semantic`, the cosine of the query's and the item's text
-    vectors; and `query_relevance`, the two fused (hybrid_relevance), in [0, 1].
-    Without query terms (or a catalogue) bm25 and semantic are 0 and the
-    relevance 1, so the score is left as it is.
+    vectors; and the relevance parts of features.relevance, in [0, 1]:
+    `query_lexical`, `query_semantic` and `query_relevance`, the two fused (a
+    query-aware ranker reads all three). Without query terms (or a catalogue)
+    bm25, semantic and the parts are 0 and the relevance 1, so the score is left
+    as it is.
 
     lexical_share: BM25's weight in the fusion, the rest semantic's; 1 is BM25
     alone (and the only choice where no text vectors are served).
@@ -27,7 +24,7 @@ class QueryMatch:
 
     name = "query_match"
     needs = ("catalogue_row",)
-    gives = ("bm25", "semantic", "query_relevance")
+    gives = ("bm25", "semantic", "query_lexical", "query_semantic", "query_relevance")
 
     def __init__(self, lexical_share: float = 1.0) -> None:
         self._share = np.float32(lexical_share)
@@ -36,8 +33,9 @@ class QueryMatch:
         n = len(batch)
         catalogue, terms = batch.catalogue, batch.query.terms
         if not terms or catalogue is None or not n:
-            batch["bm25"] = np.zeros(n, dtype=np.float32)
-            batch["semantic"] = np.zeros(n, dtype=np.float32)
+            zeros = np.zeros(n, dtype=np.float32)
+            batch["bm25"] = batch["semantic"] = zeros
+            batch["query_lexical"] = batch["query_semantic"] = zeros
             batch["query_relevance"] = np.ones(n, dtype=np.float32)
             return
         rows = batch["catalogue_row"]
@@ -49,30 +47,8 @@ class QueryMatch:
         cosine = semantic_match(batch, catalogue, rows)
         batch["semantic"] = cosine
         share = self._share if batch.query_vector is not None else np.float32(1.0)
-        batch["query_relevance"] = hybrid_relevance(
-            np.where(held, relevance[at], zero), cosine, share
-        )
-
-
-def hybrid_relevance(lexical: np.ndarray, cosine: np.ndarray, share: np.float32) -> np.ndarray:
-    """float32 in [0, 1], the best of these rows 1 (all 0 when none relates):
-    share x lexical + (1 - share) x semantic, each over its best row first, the
-    semantic part the cosine above SEMANTIC_FLOOR. Each over its best, so neither
-    BM25's unbounded scale nor the cosines' narrow one decides alone; a row that
-    matches no term can still rank by meaning ("sneakers" for running shoes)."""
-    lexical = over_best(lexical)
-    if share >= 1.0:
-        return lexical
-    semantic = over_best(np.maximum(cosine - SEMANTIC_FLOOR, np.float32(0.0)))
-    return over_best(share * lexical + (np.float32(1.0) - share) * semantic)
-
-
-def over_best(values: np.ndarray) -> np.ndarray:
-    best = float(values.max()) if values.size else 0.0
-    if best <= 0.0:
-        return np.zeros(values.shape, dtype=np.float32)
-    scaled: np.ndarray = (values / np.float32(best)).astype(np.float32, copy=False)
-    return scaled
+        parts = query_parts(np.where(held, relevance[at], zero), cosine, share)
+        batch["query_lexical"], batch["query_semantic"], batch["query_relevance"] = parts
 
 
 def lexical_match(batch: Batch, catalogue: CatalogueView) -> tuple[np.ndarray, np.ndarray]:

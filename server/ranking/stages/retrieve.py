@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from features.relevance import hybrid_relevance
 from server.ranking.batch import EMBEDDING, GIVEN, INTEREST, LEXICAL, POPULAR, SEMANTIC, Batch
 from server.ranking.catalogue import CatalogueSource, CatalogueUnavailable, CatalogueView
-from server.ranking.stages.query_match import (
-    best_matches,
-    hybrid_relevance,
-    lexical_match,
-    semantic_match,
-)
+from server.ranking.stages.query_match import best_matches, lexical_match, semantic_match
 
 ONLY_LEXICAL = np.float32(1.0)  # a lexical share of 1: BM25 alone
 
