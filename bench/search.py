@@ -1,6 +1,7 @@
 """Search benchmark: semantic and hybrid search against BM25 alone, in one run.
 
     .venv/bin/python bench/search.py --home HOME [--duration 10] [--events 1500]
+        [--fusion-model V --query-model V]
 
 HOME: a synthetic workspace built by `shoprank pipeline --dataset synthetic` (it
 exports the text encoder and publishes the item text vectors). Each case is a
@@ -9,13 +10,18 @@ exports the text encoder and publishes the item text vectors). Each case is a
      top_k 10) against the items the shopper viewed (gain 1), carted (2) or bought
      (3) in that session; for no query (taste alone), BM25 alone (share 1),
      semantic alone (0), and hybrid shares 0.25, 0.5 and 0.75. The share is chosen
-     on the training period's searches and reported on the held-out period's;
+     on the training period's searches and reported on the held-out period's.
+     With --query-model (a model `shoprank train` fitted on the search events too,
+     training/search_rows.py), the last case is the hybrid in the ranker: that
+     model serves, and weighs the query's relevance parts itself; the others are
+     served by --fusion-model (one trained without them). The current model is
+     put back at the end;
   2. latency, concurrency 1, top_k 20, no candidates: the served default (hybrid)
      with the query cache on, after every query was seen once (hits), and with
      SHOPRANK_QUERY_CACHE_SIZE=0 (every query encoded: misses), against BM25
      alone, the baseline, in the same run.
 Also prints the spread of query-item cosines, in and out of the query's category,
-that SEMANTIC_FLOOR (server/ranking/stages/query_match.py) rests on.
+that SEMANTIC_FLOOR (features/relevance.py) rests on.
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ import numpy as np
 import pyarrow.parquet as pq
 from serve import SHOPRANK, running  # bench/ is on sys.path when run as a script
 
+from features.relevance import DEFAULT_LEXICAL_SHARE
 from features.workspace import Workspace
 from server.clients.loadtest import command as loadtest
 from server.processes import free_port
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
+from training import registry
 
 GAIN = {"view": 1.0, "cart": 2.0, "purchase": 3.0}
 SHARES = {"bm25 alone": 1.0, "semantic alone": 0.0, "hybrid 0.25": 0.25}
@@ -68,7 +76,9 @@ def ndcg(ranked: list[str], gains: dict[str, float], k: int = 10) -> float:
     return dcg / best if best else 0.0
 
 
-def quality(target: str, rows: list[tuple[str, str, dict[str, float]]], query: bool) -> dict:
+def quality(
+    target: str, rows: list[tuple[str, str, dict[str, float]]], query: bool
+) -> dict[str, float]:
     scores = []
     with grpc.insecure_channel(target) as channel:
         stub = pb_grpc.RankerStub(channel)
@@ -128,13 +138,35 @@ def main() -> None:
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--events", type=int, default=1500)
+    parser.add_argument("--fusion-model", help="the version the fusion cases serve")
+    parser.add_argument("--query-model", help="a query-aware version: the ranker case")
     args = parser.parse_args()
     workspace = Workspace(args.home)
+    current = registry.current_version(workspace.models_dir)
+    try:
+        run(args, workspace)
+    finally:
+        if current is not None:
+            registry.set_current(workspace.models_dir, current)
+
+
+def serving(workspace: Workspace, version: str | None) -> None:
+    if version is not None:
+        registry.set_current(workspace.models_dir, version)
+
+
+def run(args: argparse.Namespace, workspace: Workspace) -> None:
     train = searches(workspace.events_path, args.events, seed=1)
     heldout = searches(workspace.heldout_path, args.events, seed=2)
     result: dict[str, object] = {"cosines": cosine_spread(workspace)}
     quality_rows: dict[str, dict[str, object]] = {}
-    for name, share in {"no query": 1.0, **SHARES}.items():
+    cases = {"no query": 1.0, **SHARES}
+    if args.query_model:
+        cases["hybrid in the ranker"] = DEFAULT_LEXICAL_SHARE
+    for name, share in cases.items():
+        serving(
+            workspace, args.query_model if name == "hybrid in the ranker" else args.fusion_model
+        )
         command, target, env = serve(args.home, {"SHOPRANK_LEXICAL_SHARE": str(share)})
         with running([command], target, env):
             uses = name != "no query"
@@ -144,19 +176,20 @@ def main() -> None:
             }
         print(name, json.dumps(quality_rows[name]), flush=True)
     result["quality"] = quality_rows
-    hybrid = [n for n in quality_rows if n.startswith("hybrid")]
+    hybrid = [n for n in quality_rows if n.startswith("hybrid 0")]
     chosen = max(hybrid, key=lambda n: quality_rows[n]["train"]["ndcg@10"])  # type: ignore[index]
     result["chosen_on_train"] = chosen
 
     # 200 held-out searches, cycled: the cached server has seen each once (warm-up).
     requests = [pb.RankRequest(user_id=u, query=q, top_k=20) for u, q, _ in heldout[:200]]
     latency: dict[str, object] = {}
-    cases = {
+    serving(workspace, args.fusion_model)
+    setups = {
         "bm25 alone (baseline)": {"SHOPRANK_LEXICAL_SHARE": "1"},
         "hybrid, cache hits": {"SHOPRANK_LEXICAL_SHARE": "0.5"},
         "hybrid, cache misses": {"SHOPRANK_LEXICAL_SHARE": "0.5", "SHOPRANK_QUERY_CACHE_SIZE": "0"},
     }
-    for name, env in cases.items():
+    for name, env in setups.items():
         command, target, full = serve(args.home, env)
         with running([command], target, full):
             loadtest.measure(target, requests, 4.0, 1, warmup=0.0)  # each query seen once

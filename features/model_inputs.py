@@ -3,7 +3,9 @@
 Columns: the scalars in SCALAR_INPUTS, then (for a model with learned
 embeddings) EMBEDDING_INPUTS, then the element-wise product of the user and
 item vectors (D columns), which lets the MLP weigh each attribute of the
-match instead of only their cosine.
+match instead of only their cosine, then (for a query-aware model) QUERY_INPUTS:
+the query's relevance parts (features.relevance) and whether there is a query,
+all 0 without one, so the ranker learns how much a query matters against taste.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ SCALAR_INPUTS: Final = (
 )
 EMBEDDING_INPUTS: Final = ("embedding_score", "embedding_cosine")
 INTERACTION: Final = "user_vector*item_vector"
+QUERY_INPUTS: Final = ("query_relevance", "query_lexical", "query_semantic", "has_query")
 
 # The Feast features the inputs are computed from, as "view:feature" refs.
 FEAST_FEATURES: Final = tuple(sorted(names.USER_REFS + names.ITEM_REFS))
@@ -35,9 +38,10 @@ def feast_features(embeddings: bool) -> tuple[str, ...]:
     return tuple(sorted(FEAST_FEATURES + (EMBEDDING_FEATURES if embeddings else ())))
 
 
-def input_columns(vector_dim: int, embeddings: bool = False) -> list[str]:
+def input_columns(vector_dim: int, embeddings: bool = False, query: bool = False) -> list[str]:
     extra = EMBEDDING_INPUTS if embeddings else ()
-    return [*SCALAR_INPUTS, *extra, *(f"{INTERACTION}[{j}]" for j in range(vector_dim))]
+    last = QUERY_INPUTS if query else ()
+    return [*SCALAR_INPUTS, *extra, *(f"{INTERACTION}[{j}]" for j in range(vector_dim)), *last]
 
 
 def assemble(
@@ -51,16 +55,20 @@ def assemble(
     item_conversion: np.ndarray,
     item_price: np.ndarray,
     embedding_parts: tuple[np.ndarray, np.ndarray] | None = None,
+    query_parts: np.ndarray | None = None,
 ) -> np.ndarray:
     """float32 [n, len(input_columns)]; user values broadcast over the n rows.
 
     embedding_parts: (embedding_score, embedding_cosine), for models that take them.
+    query_parts: float32 [n, len(QUERY_INPUTS)] (or [1, ...], broadcast), for
+    query-aware models.
     """
     n, dim = item_vectors.shape
     extra = 0 if embedding_parts is None else len(EMBEDDING_INPUTS)
     first = len(SCALAR_INPUTS) + extra  # where the interaction columns start
+    last = 0 if query_parts is None else len(QUERY_INPUTS)
     # One buffer filled in place: no per-part arrays to stack and copy again.
-    out = np.empty((n, first + dim), dtype=np.float32)
+    out = np.empty((n, first + dim + last), dtype=np.float32)
     out[:, 0] = similarity
     out[:, 1] = bias
     out[:, 2] = user_bias
@@ -71,5 +79,7 @@ def assemble(
     if embedding_parts is not None:
         out[:, 7] = embedding_parts[0]
         out[:, 8] = embedding_parts[1]
-    np.multiply(item_vectors, user_vector, out=out[:, first:])
+    np.multiply(item_vectors, user_vector, out=out[:, first : first + dim])
+    if query_parts is not None:
+        out[:, first + dim :] = query_parts
     return out

@@ -69,6 +69,12 @@ def terms(text: str) -> list[str]:
     return [word for word in WORD.findall(text.lower()) if word not in STOP_WORDS]
 
 
+def query_key(text: str) -> str:
+    """A query as the language model reads it: lowercased, whitespace collapsed (its
+    tokenizer lowercases too), so the spellings of one query share one vector."""
+    return " ".join(text.lower().split())
+
+
 def item_text(title: str | None, attributes: str) -> str:
     """Title, then the text attributes' values, space-separated."""
     parts = [title or ""]

@@ -28,7 +28,7 @@ from server.config import Settings
 from server.errors import FeatureStoreUnavailable, StartupError
 from server.events.intake import EventIntake, EventLimits, KnownItems
 from server.metrics import Metrics, channelz_server_ids
-from server.model_runtime import OnnxRanker, check_wiring
+from server.model_runtime import ModelInfo, OnnxRanker, check_wiring
 from server.model_swap import ModelSwap, Serving
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.ranking.batch import RankQuery
@@ -181,9 +181,31 @@ def load(settings: Settings) -> Loaded:
     retrieval = Retrieval(
         index, read_block_list(settings.block_list), query_encoder(settings), settings.lexical_share
     )
-    pipeline = build_pipeline(features, model, version or "", embeddings, retrieval)
+    query = model is not None and model.info.query
+    if model is not None and query:
+        warn_query_inputs(model.info, settings, retrieval)
+    pipeline = build_pipeline(features, model, version or "", embeddings, retrieval, query)
     service = model.info.feature_service if model is not None else ""
     return Loaded(pipeline, features, refresher, service, index, retrieval)
+
+
+def warn_query_inputs(info: ModelInfo, settings: Settings, retrieval: Retrieval) -> None:
+    """A query-aware model served other relevance parts than it learned from still
+    ranks, but worse: say so at start-up."""
+    if retrieval.encoder is None:
+        log.warning(
+            "model %s learned from semantic relevance, and this server has no text "
+            "encoder: its semantic inputs are 0",
+            info.version,
+        )
+    elif abs(settings.lexical_share - info.query_share) > 1e-6:
+        log.warning(
+            "model %s learned from relevance fused at lexical share %.2f; this server "
+            "fuses at %.2f (SHOPRANK_LEXICAL_SHARE)",
+            info.version,
+            info.query_share,
+            settings.lexical_share,
+        )
 
 
 def query_encoder(settings: Settings) -> QueryEncoder | None:

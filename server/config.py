@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from features.event_log import LOG_KINDS
+from features.relevance import DEFAULT_LEXICAL_SHARE
 from features.workspace import OFFLINE_STORES, ONLINE_STORES, SPARK_LOCAL, Stores, Workspace
 
 ENV_PREFIX = "SHOPRANK_"
@@ -158,9 +159,7 @@ class Settings:
     # A query's relevance: lexical_share x BM25 + the rest x the semantic cosine of
     # its text vector with the item's (features/text_encoder.py). 1 = BM25 alone;
     # semantic needs the text encoder and the item text view (else BM25 alone).
-    # 0.75: the best of 0, .25, .5, .75 and 1 on the synthetic training period's
-    # searches (NDCG@10 .433 against BM25 alone .382; bench/search.py).
-    lexical_share: float = 0.75
+    lexical_share: float = DEFAULT_LEXICAL_SHARE  # 0.75, chosen by measurement there
     # Distinct queries whose text vectors are kept (least recently used out); 0 = none.
     query_cache_size: int = 10_000
 

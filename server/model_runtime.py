@@ -24,6 +24,8 @@ class ModelInfo:
     input_name: str
     output_name: str
     embeddings: bool = False
+    query: bool = False  # takes the query's relevance parts (features.model_inputs)
+    query_share: float = 1.0  # ... fused at this lexical share in training
 
 
 def check_wiring(info: ModelInfo, service_refs: Set[str]) -> None:
@@ -54,10 +56,12 @@ def _info(version: str, metadata: dict[str, Any]) -> ModelInfo:
             input_name=metadata["input_name"],
             output_name=metadata["output_name"],
             embeddings=bool(metadata.get("embeddings", False)),
+            query=bool(metadata.get("query_inputs", False)),
+            query_share=float(metadata.get("query_lexical_share") or 1.0),
         )
     except (KeyError, TypeError, ValueError) as error:
         raise StartupError(f"model {version} metadata is incomplete: {error!r}") from None
-    if metadata.get("input_columns") != input_columns(info.vector_dim, info.embeddings):
+    if metadata.get("input_columns") != input_columns(info.vector_dim, info.embeddings, info.query):
         raise StartupError(f"model {version} expects other input columns than this server builds")
     return info
 
@@ -67,7 +71,7 @@ class OnnxRanker:
 
     def __init__(self, info: ModelInfo, session: Any) -> None:
         self.info = info
-        self._width = len(input_columns(info.vector_dim, info.embeddings))
+        self._width = len(input_columns(info.vector_dim, info.embeddings, info.query))
         inputs = [i.name for i in session.get_inputs()]
         outputs = [o.name for o in session.get_outputs()]
         if info.input_name not in inputs or info.output_name not in outputs:

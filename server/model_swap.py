@@ -118,7 +118,8 @@ class ModelSwap:
                 f"model {version} {need} embeddings, unlike the one this server started "
                 "with; roll it out with a restart"
             )
+        info = model.info
         pipeline = build_pipeline(
-            self._features, model, version, model.info.embeddings, self._retrieval
+            self._features, model, version, info.embeddings, self._retrieval, info.query
         )
         return pipeline, model.info.feature_service

@@ -21,7 +21,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from features import names
-from features.model_inputs import assemble
+from features.model_inputs import QUERY_INPUTS, assemble
 from features.schema import POSITIVE_EVENTS
 from features.scoring import combined_bias, rowwise_cosine
 from features.store import open_store
@@ -101,14 +101,20 @@ def entity_rows(
 
 
 def _unique_timestamps(rows: pd.DataFrame) -> pd.DataFrame:
-    """Shift rows sharing (user, timestamp) back by 1 us each.
+    """Shift rows sharing (user, timestamp) back by a microsecond or more, until no
+    two of a user's rows share one.
 
     Feast's file offline store de-duplicates on each view's join keys plus the
     timestamp, so a positive and its negatives at one instant would collapse
     to one row. Shifting back, never forward, cannot reach a later snapshot.
+    Per user, newest first, row i gets min(t_i, t'_(i-1) - 1 us), which is
+    cummin(t_j + j us) - i us: one vectorised pass, however the ties fall.
     """
-    rank = rows.groupby(["user_id", "event_timestamp"], sort=False).cumcount()
-    rows["event_timestamp"] = rows["event_timestamp"] - pd.to_timedelta(rank, unit="us")
+    order = rows.sort_values(["user_id", "event_timestamp"], ascending=[True, False], kind="stable")
+    position = order.groupby("user_id", sort=False).cumcount()
+    step = pd.to_timedelta(position, unit="us")
+    lifted = (order["event_timestamp"] + step).groupby(order["user_id"], sort=False).cummin()
+    rows.loc[order.index, "event_timestamp"] = lifted - step
     return rows
 
 
@@ -120,13 +126,14 @@ def historical_features(store: FeatureStore, rows: pd.DataFrame) -> pd.DataFrame
 
 
 def to_training_set(
-    frame: pd.DataFrame, lookup: EmbeddingLookup | FoldLookup | None = None
+    frame: pd.DataFrame, lookup: EmbeddingLookup | FoldLookup | None = None, query: bool = False
 ) -> TrainingSet:
     """Feature matrix via the serving path's own assembly.
 
     Rows whose user had no snapshot yet are dropped (Feast's file store drops
     most of them itself): the server never runs the model for a user without
-    features, since cold start ranks by bias.
+    features, since cold start ranks by bias. query: the rows carry the query's
+    relevance parts (QUERY_INPUTS), for a query-aware ranker.
     """
     frame = frame[frame["user_vector"].notna() & frame["item_vector"].notna()]
     frame = frame.sort_values(["event_timestamp", "user_id", "item_id"], kind="stable")
@@ -150,6 +157,7 @@ def to_training_set(
         item_conversion=frame["item_conversion"].to_numpy(np.float32),
         item_price=frame["item_price"].to_numpy(np.float32),
         embedding_parts=embedded,
+        query_parts=frame[list(QUERY_INPUTS)].to_numpy(np.float32) if query else None,
     )
     return TrainingSet(features, frame["label"].to_numpy(np.float32), frame["user_id"].to_numpy())
 
@@ -161,6 +169,14 @@ def build(
     lookup: EmbeddingLookup | FoldLookup | None = None,
     max_positives: int = 0,
     positives: pd.DataFrame | None = None,
+    search: pd.DataFrame | None = None,
 ) -> TrainingSet:
+    """The interaction rows, and the search rows (training.search_rows) when given:
+    then every row carries the query parts, 0 for the interaction rows."""
     rows = entity_rows(workspace, negatives, seed, max_positives, positives)
-    return to_training_set(historical_features(open_store(workspace), rows), lookup)
+    if search is not None:
+        for name in QUERY_INPUTS:
+            rows[name] = 0.0
+        rows = _unique_timestamps(pd.concat([rows, search], ignore_index=True))
+    frame = historical_features(open_store(workspace), rows)
+    return to_training_set(frame, lookup, query=search is not None)

@@ -23,7 +23,7 @@ from features.workspace import Workspace
 
 if TYPE_CHECKING:
     from training.publish import EmbeddingLookup
-from features.model_inputs import assemble
+from features.model_inputs import QUERY_INPUTS, assemble
 from features.scoring import combined_bias, heuristic_score, rowwise_cosine
 from training.metrics import auc, hit_rate, ndcg, ranked_relevance
 
@@ -137,6 +137,7 @@ def build_eval_set(
     seed: int = 0,
     lookup: EmbeddingLookup | None = None,
     peers: Mapping[str, EmbeddingLookup] | None = None,
+    query: bool = False,
 ) -> EvalSet:
     users = latest_rows(str(workspace.user_features_path), "user_id")
     items = latest_rows(str(workspace.item_features_path), "item_id")
@@ -169,6 +170,7 @@ def build_eval_set(
         it["item_conversion"].to_numpy(np.float32),
         it["item_price"].to_numpy(np.float32),
         embedded,
+        np.zeros((1, len(QUERY_INPUTS)), np.float32) if query else None,  # no query here
     )
     offsets = np.cumsum([0] + [len(c) for _, c, _ in groups])
     embedding_score = None if embedded is None else embedded[0]

@@ -16,7 +16,14 @@ import torch
 from torch import nn
 
 from features import names
-from features.model_inputs import EMBEDDING_INPUTS, SCALAR_INPUTS, feast_features, input_columns
+from features.model_inputs import (
+    EMBEDDING_INPUTS,
+    QUERY_INPUTS,
+    SCALAR_INPUTS,
+    feast_features,
+    input_columns,
+)
+from features.relevance import DEFAULT_LEXICAL_SHARE
 from features.workspace import Workspace
 from training import dataset, gate, registry
 from training.embeddings import EmbeddingConfig
@@ -70,6 +77,13 @@ class TrainConfig:
     # >0: the ranker's rows get out-of-fold ALS scores, each from the ALS fitted
     # without that pair's fold of this many (training.publish.FoldLookup).
     embedding_folds: int = 0
+    # Train on the workspace's search events too, with the query's relevance parts as
+    # inputs (training.search_rows), where it has them and item text vectors.
+    query_inputs: bool = True
+    search_candidates: int = 20  # rows per search event: what retrieval would give
+    search_negatives: int = 20  # ... and uniform catalogue items
+    # A sample: more drowned the interaction rows (10,000 gave 303k of 325k rows).
+    max_search_events: int = 5_000
 
 
 # Tuned on the NCF protocol (training/tune_embeddings_ml1m.py): wider vectors and
@@ -189,16 +203,33 @@ def train(
             workspace, config.embedding, progress, stack, config.als, config.embedding_folds
         )
     lookup = published.training if published is not None else None
+    search = None
+    if config.query_inputs:
+        from training.search_rows import search_rows
+
+        search = search_rows(
+            workspace,
+            DEFAULT_LEXICAL_SHARE,
+            config.search_candidates,
+            config.max_search_events,
+            config.seed,
+            config.search_negatives,
+        )
+        if search is None:
+            progress("no search events with item text vectors: the ranker takes no query")
+        else:
+            progress(f"search rows: {len(search)}, {int(search['label'].sum())} positives")
     data = dataset.build(
-        workspace, config.negatives, config.seed, lookup, config.max_positives, stack
+        workspace, config.negatives, config.seed, lookup, config.max_positives, stack, search
     )
+    query = search is not None
     progress(f"training set: {data.labels.size} rows, {int(data.labels.sum())} positives")
     model = fit(data, config, progress)
     workspace.models_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=workspace.models_dir))
     try:
         version, table, verdict = _export_and_register(
-            workspace, model, data, config, staging, started, published, force
+            workspace, model, data, config, staging, started, published, force, query
         )
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -215,6 +246,7 @@ def _export_and_register(
     started: float,
     published: Published | None,
     force: bool,
+    query: bool,
 ) -> tuple[str, dict[str, dict[str, float]], gate.Verdict]:
     n_inputs = data.features.shape[1]
     export_onnx(model, n_inputs, model_path(staging))
@@ -224,7 +256,7 @@ def _export_and_register(
     lookup = published.lookup if published is not None else None
     peers = published.peers if published is not None else {}
     eval_set = build_eval_set(
-        workspace, config.eval_negatives, config.max_eval_users, config.seed, lookup, peers
+        workspace, config.eval_negatives, config.max_eval_users, config.seed, lookup, peers, query
     )
     table = evaluate(eval_set, {**baselines(eval_set), "ranker": onnx_scorer(model_path(staging))})
     cut = validation_cut(data.labels.size)
@@ -233,11 +265,11 @@ def _export_and_register(
         "auc": auc(onnx_scores(model_path(staging))(rows), labels),
         "rows": int(labels.size),
     }
-    columns = input_columns(n_inputs - _fixed_inputs(config), config.embeddings)
+    columns = input_columns(n_inputs - _fixed_inputs(config, query), config.embeddings, query)
     verdict = gate.decide(
         validation["auc"], standing(workspace.models_dir, columns, rows, labels), force
     )
-    metadata = _metadata(workspace, data, config, table, error, started, n_inputs)
+    metadata = _metadata(workspace, data, config, table, error, started, n_inputs, query)
     if published is not None:
         metadata["embedding_learner"] = published.learner
         metadata["embedding_learners"] = published.learners  # validation figures, seconds
@@ -251,9 +283,10 @@ def _export_and_register(
     return version, table, verdict
 
 
-def _fixed_inputs(config: TrainConfig) -> int:
+def _fixed_inputs(config: TrainConfig, query: bool) -> int:
     """The inputs besides the interest vector's."""
-    return len(SCALAR_INPUTS) + (len(EMBEDDING_INPUTS) if config.embeddings else 0)
+    embedded = len(EMBEDDING_INPUTS) if config.embeddings else 0
+    return len(SCALAR_INPUTS) + embedded + (len(QUERY_INPUTS) if query else 0)
 
 
 def _metadata(
@@ -264,9 +297,10 @@ def _metadata(
     parity_error: float,
     started: float,
     n_inputs: int,
+    query: bool,
 ) -> dict[str, Any]:
     embeddings = config.embeddings
-    vector_dim = n_inputs - _fixed_inputs(config)
+    vector_dim = n_inputs - _fixed_inputs(config, query)
     return {
         "format": 1,
         "feature_service": names.feature_service(embeddings),
@@ -274,7 +308,9 @@ def _metadata(
         "embeddings": embeddings,
         "input_name": INPUT_NAME,
         "output_name": OUTPUT_NAME,
-        "input_columns": input_columns(vector_dim, embeddings),
+        "input_columns": input_columns(vector_dim, embeddings, query),
+        "query_inputs": query,
+        "query_lexical_share": DEFAULT_LEXICAL_SHARE if query else None,
         "vector_dim": vector_dim,
         "versions": versions(),
         "metrics": table,

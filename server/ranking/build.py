@@ -57,10 +57,12 @@ def build_pipeline(
     version: str = "",
     embeddings: bool = False,
     retrieval: Retrieval = GIVEN_ONLY,
+    query: bool = False,
 ) -> Pipeline:
     """The stages in order: encode the query, retrieve, match the query, filter,
     score, rank, then the business rules; with no model, the score is the method's
-    heuristic. embeddings: the model takes the learned-embedding inputs."""
+    heuristic. embeddings: the model takes the learned-embedding inputs; query:
+    the query's relevance parts, and weighs them itself."""
     index = retrieval.catalogue or NoCatalogue()
     share = retrieval.lexical_share
     encoder = retrieval.encoder if share < 1.0 else None  # BM25 alone: nothing to encode
@@ -74,9 +76,9 @@ def build_pipeline(
             Similarity(),
             Bias(),
             EmbeddingScores(),
-            ModelScore(model, embeddings) if model else HeuristicScore(),
+            ModelScore(model, embeddings, query) if model else HeuristicScore(),
             ColdStart(),
-            QueryBlend(),
+            QueryBlend(model is not None and query),
             UnknownLast(),
             TopK(),
             Diversity(),

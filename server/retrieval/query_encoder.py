@@ -2,8 +2,7 @@
 
 The language model (features/text_encoder.py) costs milliseconds a query; search
 traffic repeats its head queries, so the last `capacity` distinct queries are
-kept, least recently used out first. The key is the query lowercased with its
-whitespace collapsed: the tokenizer lowercases too, so those spell one vector.
+kept, least recently used out first, keyed by features.text.query_key.
 """
 
 from __future__ import annotations
@@ -13,6 +12,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from features.text import query_key
 from features.text_encoder import TextEncoder
 
 
@@ -27,7 +27,7 @@ class QueryEncoder:
 
     def encode(self, text: str) -> np.ndarray:
         """float32 [dim], unit length, read-only (shared by every request that asks)."""
-        key = " ".join(text.lower().split())
+        key = query_key(text)
         with self._lock:
             found = self._cache.get(key)
             if found is not None:

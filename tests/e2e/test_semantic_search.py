@@ -4,6 +4,7 @@ taxonomy, whose shoppers search with synonyms the items' text never says."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,14 +13,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from features import names
+from features.model_inputs import QUERY_INPUTS
+from features.relevance import DEFAULT_LEXICAL_SHARE
 from features.synthetic import SyntheticSpec
 from features.workspace import Workspace
 from server.app import Loaded, load
 from server.config import Settings
 from server.proto.shoprank.v1 import ranking_pb2 as pb
 from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
+from server.ranking.batch import RankQuery
 from server.retrieval.query_encoder import QueryEncoder
-from tests.support import ServerThread, build_workspace
+from tests.support import ServerThread, build_workspace, small_training
+from training import registry
+from training.search_rows import search_rows
 
 SPEC = SyntheticSpec(users=200, items=400, days=10, seed=5)
 
@@ -112,3 +118,41 @@ def test_a_10_kb_query_is_refused_naming_the_limit(stub: pb_grpc.RankerStub) -> 
         ranked(stub, query="sneakers " * 1200)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert caught.value.details() == "query is 10800 bytes; the limit is 1024 bytes"
+
+
+def test_the_served_query_parts_are_the_training_rows(
+    stub: pb_grpc.RankerStub, searchable: Workspace
+) -> None:
+    rows = search_rows(searchable, DEFAULT_LEXICAL_SHARE, candidates=10, max_events=5, seed=3)
+    assert rows is not None and set(rows["has_query"]) == {1.0}
+    for (user, _, query), event in rows.groupby(["user_id", "event_timestamp", "query"]):
+        assert 1.0 in set(event["label"])  # the session's purchase or cart is among them
+        request = pb.RankRequest(
+            user_id=user, query=query, candidate_item_ids=list(event["item_id"]), explain=True
+        )
+        served = {
+            item.item_id: item.parts.query_relevance
+            for page in stub.Rank(request, timeout=30)
+            for item in page.items
+        }
+        trained = dict(zip(event["item_id"], event["query_relevance"], strict=True))
+        assert served.keys() == trained.keys()
+        for item, value in trained.items():
+            assert served[item] == pytest.approx(value, abs=1e-5), (query, item)
+
+
+def test_a_ranker_trained_on_the_searches_takes_the_query(searchable: Workspace) -> None:
+    # Last in this module: the model it registers becomes current for the workspace.
+    from training.train import train
+
+    result = train(searchable, small_training(), lambda _: None, force=True)
+    metadata = registry.load(searchable.models_dir, result.version).metadata
+    assert metadata["query_inputs"] is True
+    assert metadata["input_columns"][-4:] == list(QUERY_INPUTS)
+    loaded = load(Settings(home=searchable.home, port=0))
+    assert loaded.pipeline.version == result.version
+    user = asyncio.run(loaded.features.user("user_000003"))
+    query = RankQuery("user_000003", [], 5, True, ("sneakers",), "sneakers", retrieval_size=50)
+    ranking = loaded.pipeline.run(query, user)
+    assert len(ranking.item_ids) == 5 and ranking.parts is not None
+    assert set(ranking.parts.query_relevance.tolist()) != {1.0}  # the query was read

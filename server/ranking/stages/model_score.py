@@ -19,6 +19,7 @@ INPUTS = (
     "item_price",
 )
 EMBEDDING_INPUTS = ("embedding_score", "embedding_cosine")
+QUERY_INPUTS = ("query_relevance", "query_lexical", "query_semantic")
 
 
 class Scorer(Protocol):
@@ -35,10 +36,13 @@ class ModelScore:
     name = "model_score"
     gives = ("model_score", "score")
 
-    def __init__(self, model: Scorer, embeddings: bool) -> None:
+    def __init__(self, model: Scorer, embeddings: bool, query: bool = False) -> None:
         self._model = model
         self._embeddings = embeddings  # the model takes the embedding inputs
-        self.needs = INPUTS + (EMBEDDING_INPUTS if embeddings else ())
+        self._query = query  # ... and the query's relevance parts
+        self.needs = (
+            INPUTS + (EMBEDDING_INPUTS if embeddings else ()) + (QUERY_INPUTS if query else ())
+        )
 
     def __call__(self, batch: Batch) -> None:
         user = batch.user
@@ -60,8 +64,18 @@ class ModelScore:
             batch["item_conversion"],
             batch["item_price"],
             embedded,
+            query_inputs(batch) if self._query else None,
         )
         score = self._model.score(inputs)
         if found < len(batch):
             score = np.where(batch["known"], score, np.float32(0.0))
         batch["model_score"] = batch["score"] = score
+
+
+def query_inputs(batch: Batch) -> np.ndarray:
+    """[n, 4]: relevance, lexical, semantic and 1 with query terms; one row of 0s
+    (broadcast) without, as the ranker was trained (training/search_rows.py)."""
+    if not batch.query.terms:
+        return np.zeros((1, len(QUERY_INPUTS) + 1), dtype=np.float32)
+    parts = [batch[name] for name in QUERY_INPUTS]
+    return np.stack([*parts, np.ones(len(batch), dtype=np.float32)], axis=1)

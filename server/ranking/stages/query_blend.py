@@ -17,14 +17,21 @@ class QueryBlend:
     the query has terms, still in [0, 1]: an item matching every term (relevance
     near 1) scores at least half, a partial match at relevance r at most r^2, so
     matches come first and taste (the ranker's score, or the heuristic, or bias
-    for cold start) orders them. The served rankers take no query input, so the
-    query enters here rather than through the model."""
+    for cold start) orders them. A query-aware ranker (trained on search events,
+    training/search_rows.py) has already weighed the query against taste in its
+    score, so for a user it scored the blend is skipped; a cold-start user's bias
+    is still blended."""
 
     name = "query_blend"
     needs = ("score", "query_relevance")
     gives = ("score",)
 
+    def __init__(self, model_takes_query: bool = False) -> None:
+        self._model_takes_query = model_takes_query
+
     def __call__(self, batch: Batch) -> None:
+        if self._model_takes_query and batch.user.known:
+            return
         if batch.query.terms:
             relevance = batch["query_relevance"]
             taste = np.float32(1.0) - TASTE_SHARE + TASTE_SHARE * batch["score"]
