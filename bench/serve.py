@@ -52,6 +52,10 @@ from server.proto.shoprank.v1 import ranking_pb2_grpc as pb_grpc
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+# Where servers and workspace builds run: `python -m` puts its working directory
+# first on sys.path, so the tree BENCH_SERVER_TREE names must be the cwd too, or
+# this checkout's code shadows it (as it did until this was found).
+SERVER_ROOT = Path(os.environ.get("BENCH_SERVER_TREE") or ROOT)
 SHOPRANK = [sys.executable, "-m", "server.cli"]
 
 
@@ -68,7 +72,7 @@ def build_workspace(home: Path, env: dict[str, str], users: int, items: int) -> 
         "--items",
         str(items),
     ]
-    subprocess.run(command, env=env, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
+    subprocess.run(command, env=env, check=True, cwd=SERVER_ROOT, stdout=subprocess.DEVNULL)
 
 
 def wait_serving(target: str, process: subprocess.Popen[bytes], timeout: float = 180) -> None:
@@ -92,7 +96,9 @@ def running(
     commands: list[list[str]], target: str, env: dict[str, str]
 ) -> Iterator[list[subprocess.Popen[bytes]]]:
     processes = [
-        subprocess.Popen(c, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            c, env=env, cwd=SERVER_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         for c in commands
     ]
     try:

@@ -218,7 +218,7 @@ def query_encoder(settings: Settings) -> QueryEncoder | None:
         log.warning("no text encoder at %s: search is by BM25 alone", directory)
         return None
     # One thread: a query is one short sequence, and the request's other work
-    # runs on the other cores (4 ms a miss here, measured by bench/search.py).
+    # runs on the other cores (about 5 ms a miss here; bench/search.py).
     encoder = TextEncoder(directory, threads=1).load()
     return QueryEncoder(encoder, settings.query_cache_size)
 
